@@ -1,0 +1,1 @@
+"""HTTP application: app factory, authentication, shared dependencies, problem+json errors."""

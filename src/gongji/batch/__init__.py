@@ -1,0 +1,1 @@
+"""Batch jobs over CSV and Parquet tables of episodes."""

@@ -1,0 +1,1 @@
+"""Shared kernel: money in fen, resident identity, errors, settings, database."""

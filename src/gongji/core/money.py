@@ -1,0 +1,102 @@
+"""Money as integer fen (分).
+
+The one rounding rule: a rate is held in integer basis points (1 bp = 0.01%),
+an amount times a rate is computed exactly in integers and rounded half up to
+the fen (四舍五入) — ``(fen * bp + 5000) // 10000`` — once per formula
+application. Shares of a total are split by the largest-remainder method so
+the parts always sum to the whole.
+"""
+
+from __future__ import annotations
+
+import re
+from decimal import Decimal
+
+from gongji.core.errors import InvalidInput
+
+FEN_PER_YUAN = 100
+BP_PER_UNIT = 10_000
+#: No single amount the platform handles exceeds 100 million yuan.
+MAX_FEN = 100_000_000 * FEN_PER_YUAN
+
+#: Accepted yuan text: optional ¥/￥ sign, digits optionally grouped by commas
+#: in threes, at most two decimals. The CSV reader uses this same pattern.
+YUAN_PATTERN = r"^[¥￥]?\s*(?:\d{1,3}(?:,\d{3})+|\d+)(?:\.\d{0,2})?$"
+_YUAN_RE = re.compile(YUAN_PATTERN)
+_MINUS_RE = re.compile(r"^\s*[-−]")
+_TOO_PRECISE_RE = re.compile(r"\.\d{3,}\s*$")
+
+
+def parse_yuan(text: str | int | Decimal, field: str = "amount", *, allow_negative: bool = False) -> int:
+    """Parse a yuan amount typed by a person ("12,345.6", "¥12345.60") into fen, exactly."""
+    raw = str(text).strip()
+    negative = False
+    if _MINUS_RE.match(raw):
+        if not allow_negative:
+            raise InvalidInput(f"amount must not be negative: {raw!r}", field)
+        negative = True
+        raw = _MINUS_RE.sub("", raw, count=1).strip()
+    if _TOO_PRECISE_RE.search(raw):
+        raise InvalidInput(f"at most two decimals (fen) allowed: {raw!r}", field)
+    if not _YUAN_RE.match(raw):
+        raise InvalidInput(f"not a yuan amount: {raw!r}", field)
+    digits = raw.lstrip("¥￥").strip().replace(",", "")
+    fen = int(Decimal(digits) * FEN_PER_YUAN)
+    if fen > MAX_FEN:
+        raise InvalidInput(f"amount exceeds the ceiling of {format_yuan(MAX_FEN)} yuan: {raw!r}", field)
+    return -fen if negative else fen
+
+
+def check_fen(value: int, field: str = "amount", *, allow_negative: bool = False) -> int:
+    """Validate an amount already in fen (from JSON or Parquet)."""
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise InvalidInput(f"amount in fen must be an integer, got {value!r}", field)
+    if value < 0 and not allow_negative:
+        raise InvalidInput(f"amount must not be negative: {value}", field)
+    if abs(value) > MAX_FEN:
+        raise InvalidInput(f"amount exceeds the ceiling of {format_yuan(MAX_FEN)} yuan", field)
+    return value
+
+
+def format_yuan(fen: int, *, grouping: bool = True) -> str:
+    """Render fen as yuan with two decimals ("12,345.60")."""
+    sign = "-" if fen < 0 else ""
+    whole, part = divmod(abs(fen), FEN_PER_YUAN)
+    whole_text = f"{whole:,}" if grouping else str(whole)
+    return f"{sign}{whole_text}.{part:02d}"
+
+
+def apply_rate(fen, bp):
+    """fen × bp / 10000, rounded half up to the fen; works on ints and on Polars/NumPy columns."""
+    return (fen * bp + BP_PER_UNIT // 2) // BP_PER_UNIT
+
+
+def percent_to_bp(text: str | int | float | Decimal, field: str = "rate") -> int:
+    """Turn a percentage such as "70", "12.5" or "0.6" into integer basis points, exactly."""
+    value = Decimal(str(text)) * 100
+    if value != value.to_integral_value():
+        raise InvalidInput(f"rate finer than 0.01% not supported: {text}", field)
+    bp = int(value)
+    if not 0 <= bp <= BP_PER_UNIT:
+        raise InvalidInput(f"rate must lie between 0% and 100%: {text}", field)
+    return bp
+
+
+def split_largest_remainder(total: int, weights: list[int]) -> list[int]:
+    """Split `total` fen in proportion to integer `weights`; parts sum exactly to `total`.
+
+    Each part gets the floor of its exact share; the fen left over go one each
+    to the largest remainders (ties to the earlier part).
+    """
+    if total < 0:
+        raise InvalidInput("total to split must not be negative", "total")
+    if not weights or any(w < 0 for w in weights) or sum(weights) == 0:
+        raise InvalidInput("weights must be non-negative and not all zero", "weights")
+    weight_sum = sum(weights)
+    floors = [total * w // weight_sum for w in weights]
+    remainders = [total * w % weight_sum for w in weights]
+    leftover = total - sum(floors)
+    order = sorted(range(len(weights)), key=lambda i: (-remainders[i], i))
+    for i in order[:leftover]:
+        floors[i] += 1
+    return floors

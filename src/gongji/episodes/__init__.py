@@ -1,0 +1,1 @@
+"""Persons, episodes (one hospitalisation), document intake and the coverage registry."""

@@ -1,0 +1,1 @@
+"""Double-entry journal in fen, append-only, hash-chained; transparency queries."""

@@ -1,0 +1,1 @@
+"""Statutory settlement as rules-as-code: parameters (YAML), layer formulas, the cascade."""
