@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pytest
 from alembic import command
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
@@ -35,3 +36,12 @@ def test_migrates_inside_a_given_connection(db_url):
         assert "ledger_head" in inspect(engine).get_table_names()
     finally:
         engine.dispose()
+
+
+@pytest.mark.parametrize("url", ["sqlite:///unused.sqlite3", "postgresql://nobody@unused/unused"])
+def test_offline_mode_renders_sql_for_review(url, capsys):
+    command.upgrade(alembic_config(url), "head", sql=True)
+    script = capsys.readouterr().out
+    assert "CREATE TABLE journal_entries" in script
+    assert "journal_entries_no_update" in script
+    assert "INSERT INTO ledger_head" in script

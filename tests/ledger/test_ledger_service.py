@@ -123,6 +123,15 @@ def test_append_only_triggers_refuse_changes(ledger, table, statement):
         assert verify_chain(session).ok
 
 
+@pytest.mark.parametrize("db_url", [pytest.param("postgres", marks=pytest.mark.postgres)], indirect=True)
+@pytest.mark.parametrize("table", ["journal_entries", "postings"])
+def test_truncate_is_refused_on_postgres(ledger, table):
+    with transaction(ledger) as session:
+        donate(session, 500)
+    with pytest.raises(DBAPIError, match="append-only"), ledger.begin() as session:
+        session.execute(text(f"TRUNCATE {table} CASCADE"))
+
+
 def drop_trigger(session, name: str, table: str) -> None:
     suffix = f" ON {table}" if session.get_bind().dialect.name == "postgresql" else ""
     session.execute(text(f"DROP TRIGGER {name}{suffix}"))

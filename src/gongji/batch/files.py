@@ -1,9 +1,10 @@
 """Episode files in, settlement files out: CSV in yuan for people, Parquet in int64 fen for machines.
 
 Validation is vectorised. Each column has a list of checks (a Polars condition
-plus the message to show); one pass computes, per column, the code of the
-first failing check and the parsed value for every row. Only rows that failed
-are then turned into messages, so a clean file of millions of rows costs a few
+plus the message to show). One pass computes the costly intermediates (fen
+from yuan text, the ID's digits), the next, per column, the code of the first
+failing check and the parsed value for every row. Only rows that failed are
+then turned into messages, so a clean file of millions of rows costs a few
 column operations, and a bad file reports every bad row, not just the first.
 A file with any bad row is rejected whole: nothing is settled or written.
 """
@@ -13,7 +14,7 @@ from __future__ import annotations
 import datetime as dt
 import os
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import NamedTuple
 
@@ -81,6 +82,16 @@ class _Check:
 
     bad: pl.Expr
     message: pl.Expr
+
+
+@dataclass(frozen=True)
+class _Rules:
+    """How one column is parsed (`value`) and checked; `helpers` are costly intermediate columns
+    computed once beforehand, so checks and value can share them."""
+
+    value: pl.Expr
+    checks: list[_Check]
+    helpers: dict[str, pl.Expr] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -221,14 +232,15 @@ def _validate(raw: pl.DataFrame, kind: str, source: str) -> pl.DataFrame:
     """Parse every column and return EPISODE_SCHEMA with person_key = normalised ID, or raise BadRows."""
     _, first_row, _ = _ROW_CONVENTION[kind]
     rules = {name: _column_rules(name, raw.schema[name], kind) for name in INPUT_COLUMNS}
-    frame = raw.with_row_index("row", offset=first_row)
+    frame = raw.with_row_index("row", offset=first_row).with_columns(pl.col(pl.String).str.strip_chars())
     if kind == "csv":
         # Blank lines hold no episode; they are dropped after numbering so line numbers match the file.
         frame = frame.filter(~pl.all_horizontal(_blank(n) for n in INPUT_COLUMNS))
+    frame = frame.with_columns(**{k: v for r in rules.values() for k, v in r.helpers.items()})
 
-    codes = [_first_failure(checks).alias(f"code:{name}") for name, (_, checks) in rules.items()]
-    parsed = [value.alias(name) for name, (value, _) in rules.items()]
-    result = frame.lazy().select("row", *codes, *parsed).collect()
+    codes = [_first_failure(r.checks).alias(f"code:{name}") for name, r in rules.items()]
+    values = [r.value.alias(name) for name, r in rules.items()]
+    result = frame.select("row", *codes, *values)
     code_columns = [f"code:{name}" for name in INPUT_COLUMNS]
     failing = result.select(pl.any_horizontal(pl.col(code_columns) > 0)).to_series()
     if failing.any():
@@ -246,10 +258,11 @@ def _first_failure(checks: list[_Check]) -> pl.Expr:
     return expr.otherwise(pl.lit(0, pl.UInt8))
 
 
-def _problems(bad_raw: pl.DataFrame, bad_codes: pl.DataFrame, rules) -> pl.DataFrame:
+def _problems(bad_raw: pl.DataFrame, bad_codes: pl.DataFrame, rules: dict[str, _Rules]) -> pl.DataFrame:
     """(row, column, message) for every failing cell of the failing rows, in file order."""
     parts = []
-    for position, (name, (_, checks)) in enumerate(rules.items()):
+    for position, (name, column_rules) in enumerate(rules.items()):
+        checks = column_rules.checks
         code = bad_codes[f"code:{name}"]
         rows = bad_raw.filter(code > 0).with_columns(code.filter(code > 0).alias("code"))
         if rows.height == 0:
@@ -272,7 +285,8 @@ def _problems(bad_raw: pl.DataFrame, bad_codes: pl.DataFrame, rules) -> pl.DataF
 
 
 def _text(name: str) -> pl.Expr:
-    return pl.col(name).cast(pl.String).str.strip_chars()
+    """The value as text; text columns were already stripped of surrounding blanks."""
+    return pl.col(name).cast(pl.String)
 
 
 def _blank(name: str) -> pl.Expr:
@@ -289,13 +303,13 @@ def _required(name: str) -> _Check:
     return _Check(_blank(name), pl.lit("required value is missing"))
 
 
-def _one_of(name: str, allowed: tuple[str, ...]) -> tuple[pl.Expr, list[_Check]]:
+def _one_of(name: str, allowed: tuple[str, ...]) -> _Rules:
     value = _text(name).str.to_lowercase()
     wrong = _Check(~value.is_in(allowed), pl.format(f"must be one of {', '.join(allowed)}; got '{{}}'", _shown(_text(name))))
-    return value, [_required(name), wrong]
+    return _Rules(value, [_required(name), wrong])
 
 
-def _column_rules(name: str, dtype: pl.DataType, kind: str) -> tuple[pl.Expr, list[_Check]]:
+def _column_rules(name: str, dtype: pl.DataType, kind: str) -> _Rules:
     if dtype.is_nested():
         raise InvalidInput(f"column '{name}' holds {dtype}, not plain values", name)
     if name in AMOUNT_COLUMNS:
@@ -311,14 +325,14 @@ def _column_rules(name: str, dtype: pl.DataType, kind: str) -> tuple[pl.Expr, li
     text = _text(name)
     if name == "episode_id":
         duplicate = _Check(text.is_duplicated() & ~_blank(name), pl.format("duplicate episode_id '{}'", _shown(text)))
-        return text, [_required(name), duplicate]
+        return _Rules(text, [_required(name), duplicate])
     if name == "inclusive_enrolled":
         if dtype == pl.Boolean:
-            return pl.col(name), [_required(name)]
+            return _Rules(pl.col(name), [_required(name)])
         lowered = text.str.to_lowercase()
         value = pl.when(lowered.is_in(TRUE_TEXT)).then(True).when(lowered.is_in(FALSE_TEXT)).then(False)
         wrong = _Check(value.is_null(), pl.format("must be true/false, 1/0 or 是/否; got '{}'", _shown(text)))
-        return value, [_required(name), wrong]
+        return _Rules(value, [_required(name), wrong])
     if name == "region":
         code = _Check(
             ~text.str.contains(r"^[0-9]{6}$"),
@@ -328,25 +342,25 @@ def _column_rules(name: str, dtype: pl.DataType, kind: str) -> tuple[pl.Expr, li
             ~text.str.slice(0, 2).is_in(list(province_codes())),
             pl.format("unknown province code '{}'", text.str.slice(0, 2)),
         )
-        return text, [_required(name), code, province]
+        return _Rules(text, [_required(name), code, province])
     if name == "hospital_level":
         level = pl.col(name).cast(pl.Int64, strict=False) if dtype.is_integer() else text.str.to_integer(strict=False)
         wrong = _Check(
             ~level.is_in(HOSPITAL_LEVELS).fill_null(False),
             pl.format("hospital level must be 1, 2 or 3; got '{}'", _shown(text)),
         )
-        return level.cast(pl.Int8, strict=False), [_required(name), wrong]
+        return _Rules(level.cast(pl.Int8, strict=False), [_required(name), wrong])
     if name == "icd10":
         code = text.str.to_uppercase()
         wrong = _Check(
             ~code.str.contains(r"^[A-Z][0-9]{2}(\.[0-9A-Z]+)?$"),
             pl.format("not an ICD-10 code such as C34 or N18.5; got '{}'", _shown(text)),
         )
-        return code, [_required(name), wrong]
+        return _Rules(code, [_required(name), wrong])
     raise AssertionError(f"no rules for column {name}")
 
 
-def _date_rules(name: str, dtype: pl.DataType) -> tuple[pl.Expr, list[_Check]]:
+def _date_rules(name: str, dtype: pl.DataType) -> _Rules:
     def parsed(column: str) -> pl.Expr:
         if dtype == pl.Date:
             return pl.col(column).cast(pl.Date)
@@ -365,24 +379,23 @@ def _date_rules(name: str, dtype: pl.DataType) -> tuple[pl.Expr, list[_Check]]:
                 pl.format("discharge {} is before admission {}", value.cast(pl.String), admission.cast(pl.String)),
             )
         )
-    return value, checks
+    return _Rules(value, checks)
 
 
-def _id_number_rules() -> tuple[pl.Expr, list[_Check]]:
+def _id_number_rules() -> _Rules:
     """GB 11643: 17 digits and a check character (ISO 7064 MOD 11-2), known province, real birth date.
 
     Messages never repeat the number itself; the row and column locate it.
     """
-    number = _text("id_number").str.to_uppercase()
-    well_formed = number.str.contains(r"^[0-9]{17}[0-9X]$")
-    first17 = pl.when(well_formed).then(number.str.slice(0, 17).str.to_integer(strict=False))
+    number = pl.col("__id")
+    first17 = pl.col("__id_first17")
     weighted = pl.sum_horizontal(((first17 // power) % 10) * weight for power, weight in zip(_DIGIT_POWERS, CHECK_WEIGHTS))
     expected = (weighted % 11).replace_strict(dict(enumerate(CHECK_CHARS)), return_dtype=pl.String)
-    birth = number.str.slice(6, 8).str.to_date("%Y%m%d", strict=False)
+    birth = pl.col("__id_birth")
     checks = [
         _required("id_number"),
         _Check(
-            ~well_formed,
+            ~number.str.contains(r"^[0-9]{17}[0-9X]$"),
             pl.format("resident ID must be 17 digits followed by a digit or X ({} characters given)", number.str.len_chars()),
         ),
         _Check(
@@ -396,25 +409,32 @@ def _id_number_rules() -> tuple[pl.Expr, list[_Check]]:
         ),
         _Check(number.str.slice(17, 1) != expected, pl.lit("check digit does not match (GB 11643)")),
     ]
-    return number, checks
+    raw = _text("id_number")
+    helpers = {
+        "__id": raw.str.to_uppercase(),
+        "__id_first17": pl.when(raw.str.contains(r"^[0-9]{17}")).then(raw.str.slice(0, 17).str.to_integer(strict=False)),
+        "__id_birth": raw.str.slice(6, 8).str.to_date("%Y%m%d", strict=False),
+    }
+    return _Rules(number, checks, helpers)
 
 
-def _amount_rules(name: str, dtype: pl.DataType, kind: str) -> tuple[pl.Expr, list[_Check]]:
+def _amount_rules(name: str, dtype: pl.DataType, kind: str) -> _Rules:
     ceiling = pl.lit(f"exceeds the ceiling of {format_yuan(MAX_FEN)} yuan")
     if kind == "parquet":
         if not (dtype.is_integer() or dtype == pl.Null):
             raise InvalidInput(f"Parquet amounts are integer fen; column '{name}' holds {dtype}", name)
         fen = pl.col(name).cast(pl.Int64, strict=False)
-        return fen, [
+        checks = [
             _Check(pl.col(name).is_null(), pl.lit("required value is missing")),
             _Check(fen.is_null(), ceiling),
             _Check(fen < 0, pl.format("amount must not be negative: {} fen", fen)),
             _Check(fen > MAX_FEN, ceiling),
         ]
+        return _Rules(fen, checks)
     text = _text(name)
-    fen = fen_from_yuan_text(text)
+    fen = pl.col(f"__fen:{name}")
     plain = text.str.replace(r"^[¥￥]\s*", "").str.replace_all(",", "", literal=True)
-    return fen, [
+    checks = [
         _required(name),
         _Check(text.str.contains(r"^[-−]"), pl.format("amount must not be negative: '{}'", _shown(text))),
         _Check(text.str.contains(r"\.\d{3,}$"), pl.format("at most two decimals (fen) allowed: '{}'", _shown(text))),
@@ -424,3 +444,4 @@ def _amount_rules(name: str, dtype: pl.DataType, kind: str) -> tuple[pl.Expr, li
         ),
         _Check(fen.is_null() | (fen > MAX_FEN), ceiling),
     ]
+    return _Rules(fen, checks, {f"__fen:{name}": fen_from_yuan_text(text)})

@@ -2,7 +2,7 @@
 
 Every formula takes an `ops` object that supplies min, max and where, so the
 same code runs on Python ints (the `explain` path, one episode at a time) and
-on Polars expressions (the vectorised path over a whole table). All amounts are
+on NumPy arrays (the vectorised path over a whole table). All amounts are
 integer fen, rates integer basis points, rounding by `core.money.apply_rate`.
 
 Accumulation over a person's calendar year is expressed as benefit functions
@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-import polars as pl
+import numpy as np
 
 from gongji.core.money import apply_rate
 
@@ -43,20 +43,12 @@ class ScalarOps:
         return if_true if condition else if_false
 
 
-class ColumnOps:
-    """The same helpers on Polars expressions."""
+class ArrayOps:
+    """The same helpers on NumPy int64 arrays (the vectorised path)."""
 
-    @staticmethod
-    def max(a, b):
-        return pl.max_horizontal(a, b)
-
-    @staticmethod
-    def min(a, b):
-        return pl.min_horizontal(a, b)
-
-    @staticmethod
-    def where(condition, if_true, if_false):
-        return pl.when(condition).then(if_true).otherwise(if_false)
+    max = staticmethod(np.maximum)
+    min = staticmethod(np.minimum)
+    where = staticmethod(np.where)
 
 
 @dataclass(frozen=True)
@@ -72,7 +64,7 @@ class Band:
 class FlatParams:
     """The parameter values one episode needs, resolved for its set, scheme, level and category.
 
-    Fields are ints on the scalar path and Polars expressions on the vectorised
+    Fields are ints on the scalar path and int64 arrays on the vectorised
     path; inapplicable layers carry zero rates so they pay nothing.
     """
 

@@ -21,8 +21,9 @@ GENESIS_HASH = "0" * 64
 APPEND_ONLY_TABLES = ("journal_entries", "postings")
 
 
-def _timestamp(name: str, nullable: bool = False) -> sa.Column:
-    return sa.Column(name, sa.DateTime(timezone=True), nullable=nullable)
+def _timestamp(name: str) -> sa.Column:
+    """Stored as timestamptz on PostgreSQL and naive UTC on SQLite (see core.persistence.UTCDateTime)."""
+    return sa.Column(name, sa.DateTime(timezone=True), nullable=False)
 
 
 def upgrade() -> None:

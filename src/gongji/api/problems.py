@@ -1,0 +1,83 @@
+"""Errors as RFC 9457 problem details (application/problem+json), each naming the field at fault.
+
+Every error the API returns has this one shape, so a client (or the web page)
+can point at the offending field without parsing prose: `field` names the first
+one, `errors` lists them all.
+"""
+
+from __future__ import annotations
+
+import re
+from http import HTTPStatus
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from gongji.core.errors import GongjiError
+
+PROBLEM_MEDIA_TYPE = "application/problem+json"
+#: Where a request value came from; not part of the field path a client sees.
+_LOCATIONS = {"body", "query", "path", "header", "cookie"}
+
+
+def problem_type(title: str) -> str:
+    """A stable URI per kind of problem: "Invalid input" → urn:gongji:problem:invalid-input."""
+    return "urn:gongji:problem:" + re.sub(r"[^a-z0-9]+", "-", title.lower()).strip("-")
+
+
+def problem_response(
+    status: int,
+    title: str,
+    detail: str,
+    *,
+    field: str | None = None,
+    errors: list[dict[str, str]] | None = None,
+    headers: dict[str, str] | None = None,
+) -> JSONResponse:
+    body: dict[str, object] = {"type": problem_type(title), "title": title, "status": status, "detail": detail}
+    if field is not None:
+        body["field"] = field
+    body["errors"] = errors if errors is not None else ([{"field": field, "message": detail}] if field else [])
+    return JSONResponse(body, status_code=status, media_type=PROBLEM_MEDIA_TYPE, headers=headers)
+
+
+def field_path(loc: tuple | list) -> str:
+    """("body", "amounts", 0, "class_a") → "amounts.0.class_a"; a missing body is "body"."""
+    parts = [str(part) for part in loc]
+    if len(parts) > 1 and parts[0] in _LOCATIONS:
+        parts = parts[1:]
+    return ".".join(parts)
+
+
+def validation_errors(errors) -> list[dict[str, str]]:
+    """Pydantic error dicts as [{field, message}]; 'Value error, ' prefixes dropped."""
+    return [
+        {"field": field_path(error["loc"]), "message": str(error["msg"]).removeprefix("Value error, ")}
+        for error in errors
+    ]
+
+
+async def _domain_error(_request: Request, error: GongjiError) -> JSONResponse:
+    headers = {"WWW-Authenticate": "Bearer"} if error.status == 401 else None
+    return problem_response(error.status, error.title, error.detail, field=error.field, headers=headers)
+
+
+async def _validation_error(_request: Request, error: RequestValidationError) -> JSONResponse:
+    errors = validation_errors(error.errors())
+    first = errors[0] if errors else {"field": "body", "message": "invalid request"}
+    return problem_response(
+        422, "Invalid input", f"{first['field']}: {first['message']}", field=first["field"], errors=errors
+    )
+
+
+async def _http_error(_request: Request, error: StarletteHTTPException) -> JSONResponse:
+    title = HTTPStatus(error.status_code).phrase
+    return problem_response(error.status_code, title, str(error.detail), headers=error.headers)
+
+
+def install_problem_handlers(app: FastAPI) -> None:
+    app.add_exception_handler(GongjiError, _domain_error)
+    app.add_exception_handler(RequestValidationError, _validation_error)
+    app.add_exception_handler(StarletteHTTPException, _http_error)
