@@ -1,0 +1,39 @@
+"""What every route shares: the engine's session factory, the identity vault and the parameter book.
+
+Built once by the app factory and kept on `app.state.gongji`, so a request
+never reloads parameters or keys.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+
+from fastapi import Request
+from sqlalchemy import Engine
+from sqlalchemy.orm import Session, sessionmaker
+
+from gongji.core.db import transaction
+from gongji.core.identity import IdentityVault
+from gongji.core.settings import Settings
+from gongji.rules.params import ParameterBook
+
+
+@dataclass(frozen=True)
+class AppContext:
+    settings: Settings
+    engine: Engine
+    sessions: sessionmaker[Session]
+    vault: IdentityVault
+    book: ParameterBook
+
+    @contextmanager
+    def transaction(self) -> Iterator[Session]:
+        """One request's database work: committed as a whole before the response, or not at all."""
+        with transaction(self.sessions) as session:
+            yield session
+
+
+def get_context(request: Request) -> AppContext:
+    return request.app.state.gongji

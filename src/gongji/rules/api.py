@@ -1,0 +1,48 @@
+"""Public routes of the rules context: the what-if calculator and the parameter sets in use."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Depends
+
+from gongji.api.auth import PUBLIC, access
+from gongji.api.deps import AppContext, get_context
+from gongji.rules.cascade import EpisodeInput, explain_person_year
+from gongji.rules.params import ParameterBook
+from gongji.rules.schemas import CalculateRequest, ParameterSetOut, SettlementOut
+
+router = APIRouter(prefix="/api", tags=["rules"])
+
+
+def calculate(book: ParameterBook, request: CalculateRequest) -> SettlementOut:
+    """Settle one episode as the first of an anonymous person's year; the web page uses this too."""
+    episode = EpisodeInput(
+        episode_id="what-if",
+        person_key="what-if",
+        scheme=request.scheme,
+        assistance_category=request.assistance_category,
+        inclusive_enrolled=request.inclusive_enrolled,
+        region=request.region,
+        hospital_level=request.hospital_level,
+        admission_date=request.admission_date,
+        discharge_date=request.discharge_date,
+        icd10="",
+        class_a=request.class_a,
+        class_b=request.class_b,
+        out_of_catalogue=request.out_of_catalogue,
+    )
+    (settlement,) = explain_person_year([episode], book)
+    return SettlementOut.of(settlement, book)
+
+
+@router.post("/calculate", response_model=SettlementOut, **access(PUBLIC))
+def calculate_route(body: CalculateRequest, context: Annotated[AppContext, Depends(get_context)]) -> SettlementOut:
+    """What each statutory layer would pay for one episode, with the explanation. Nothing is stored."""
+    return calculate(context.book, body)
+
+
+@router.get("/parameter-sets", response_model=list[ParameterSetOut], **access(PUBLIC))
+def parameter_sets(context: Annotated[AppContext, Depends(get_context)]) -> list[ParameterSetOut]:
+    """The statutory parameter sets loaded at start, by region and effective date."""
+    return [ParameterSetOut.of(pset) for pset in context.book.sets]
