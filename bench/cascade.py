@@ -35,8 +35,10 @@ def main() -> int:
     book = load_parameter_book()
     started = time.perf_counter()
     episodes = generate_episodes(args.episodes, seed=args.seed, with_id_numbers=False)
-    print(f"generated {episodes.height:,} episodes of {episodes['person_key'].n_unique():,} persons "
-          f"in {time.perf_counter() - started:.3f} s")
+    print(
+        f"generated {episodes.height:,} episodes of {episodes['person_key'].n_unique():,} persons "
+        f"in {time.perf_counter() - started:.3f} s"
+    )
 
     started = time.perf_counter()
     settled = settle_frame(episodes, book)
@@ -77,7 +79,8 @@ def _check_totals(episodes: pl.DataFrame, settled: pl.DataFrame) -> bool:
 def _scalar_rate(episodes: pl.DataFrame, settled: pl.DataFrame, book, persons: int, seed: int) -> float | None:
     """Episodes per second of the scalar path over `persons` whole person-years; None if it disagrees."""
     keys = episodes["person_key"].unique().sample(min(persons, episodes["person_key"].n_unique()), seed=seed)
-    sample = episodes.filter(pl.col("person_key").is_in(keys.implode())).with_columns(pl.col("person_key").cast(pl.String))
+    sample = episodes.filter(pl.col("person_key").is_in(keys.implode()))
+    sample = sample.with_columns(pl.col("person_key").cast(pl.String))
     by_person: dict[str, list[EpisodeInput]] = {}
     for row in sample.iter_rows(named=True):
         by_person.setdefault(row["person_key"], []).append(EpisodeInput(**row))

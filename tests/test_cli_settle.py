@@ -103,7 +103,8 @@ def test_missing_column_and_bad_params_exit_2(episodes_csv, tmp_path):
 
 
 def test_generate_rejects_unknown_region(tmp_path):
-    result = runner.invoke(app, ["generate", "episodes", "-n", "10", "-o", str(tmp_path / "e.csv"), "--region", "990100"])
+    output = tmp_path / "e.csv"
+    result = runner.invoke(app, ["generate", "episodes", "-n", "10", "-o", str(output), "--region", "990100"])
     assert result.exit_code == 2
     assert "province" in result.stderr
-    assert not (tmp_path / "e.csv").exists()
+    assert not output.exists()

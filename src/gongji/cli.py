@@ -54,7 +54,8 @@ def settle(
             summary = settle_file(input_file, output, params, progress)
     except BadRows as error:
         shown = error.frame.head(100)
-        table = Table(title=f"{input_file.name}: {error.frame['row'].n_unique()} bad row(s) — file rejected, nothing written")
+        bad_rows = error.frame["row"].n_unique()
+        table = Table(title=f"{input_file.name}: {bad_rows} bad row(s) — file rejected, nothing written")
         table.add_column(error.unit, justify="right")
         table.add_column("column")
         table.add_column("problem")
@@ -63,8 +64,10 @@ def settle(
         if error.frame.height > shown.height:
             table.caption = f"… and {error.frame.height - shown.height} more problem(s)"
         errors.print(table)
-        convention = "the header is line 1, so the first data row is line 2" if error.unit == "line" else "data rows count from 1"
-        errors.print(f"{error.unit.capitalize()} numbers: {convention}.")
+        if error.unit == "line":
+            errors.print("Line numbers: the header is line 1, so the first data row is line 2.")
+        else:
+            errors.print("Row numbers: data rows count from 1.")
         raise typer.Exit(2) from None
     except GongjiError as error:
         errors.print(f"[red]error[/red] {error}")

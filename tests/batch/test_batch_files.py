@@ -66,7 +66,7 @@ def test_parquet_round_trip(episodes, tmp_path):
 def test_yuan_text_variants_and_lenient_spellings(episodes, tmp_path):
     rows = csv_rows(episodes, tmp_path)[:6]
     amounts = ["¥1,234.5", "￥12", "12.", " 0.07 ", "¥ 100000000", "1234567.89"]
-    for row, amount in zip(rows, amounts):
+    for row, amount in zip(rows, amounts, strict=True):
         row["class_a"] = amount
     rows[0]["inclusive_enrolled"], rows[1]["inclusive_enrolled"] = "是", "否"
     rows[2]["inclusive_enrolled"], rows[3]["inclusive_enrolled"] = "1", "TRUE"
@@ -264,7 +264,8 @@ def test_settle_file_round_trip(episodes, tmp_path):
     assert settled.columns == list(OUTPUT_COLUMNS)
     assert settled["episode_id"].to_list() == episodes["episode_id"].to_list()
     assert summary.episodes == episodes.height
-    assert summary.sums["total"] == episodes.select(pl.sum("class_a", "class_b", "out_of_catalogue")).sum_horizontal().item()
+    cost = episodes.select(pl.sum("class_a", "class_b", "out_of_catalogue")).sum_horizontal().item()
+    assert summary.sums["total"] == cost
 
 
 # --- yuan text → fen, vectorised, agrees with the scalar parse_yuan ---------------------------------
@@ -284,7 +285,7 @@ def valid_yuan_texts(draw) -> str:
 @given(st.lists(valid_yuan_texts(), min_size=1, max_size=20))
 def test_fen_from_yuan_text_equals_parse_yuan(texts):
     fen = pl.select(fen_from_yuan_text(pl.lit(pl.Series(texts, dtype=pl.String)))).to_series().to_list()
-    for text, value in zip(texts, fen):
+    for text, value in zip(texts, fen, strict=True):
         try:
             expected = parse_yuan(text)
         except InvalidInput:

@@ -105,7 +105,7 @@ def test_mixes_close_to_targets(episodes):
     assert abs((persons["assistance_category"] == "none").mean() - 0.90) < 0.03
     assert abs(persons["inclusive_enrolled"].mean() - 0.30) < 0.03
     levels = episodes["hospital_level"].value_counts(normalize=True).sort("hospital_level")["proportion"]
-    assert max(abs(a - b) for a, b in zip(levels, [0.20, 0.35, 0.45])) < 0.03
+    assert max(abs(a - b) for a, b in zip(levels, [0.20, 0.35, 0.45], strict=True)) < 0.03
     assert set(persons["scheme"]) == set(SCHEMES)
 
 

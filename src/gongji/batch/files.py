@@ -305,7 +305,8 @@ def _required(name: str) -> _Check:
 
 def _one_of(name: str, allowed: tuple[str, ...]) -> _Rules:
     value = _text(name).str.to_lowercase()
-    wrong = _Check(~value.is_in(allowed), pl.format(f"must be one of {', '.join(allowed)}; got '{{}}'", _shown(_text(name))))
+    message = pl.format(f"must be one of {', '.join(allowed)}; got '{{}}'", _shown(_text(name)))
+    wrong = _Check(~value.is_in(allowed), message)
     return _Rules(value, [_required(name), wrong])
 
 
@@ -389,14 +390,19 @@ def _id_number_rules() -> _Rules:
     """
     number = pl.col("__id")
     first17 = pl.col("__id_first17")
-    weighted = pl.sum_horizontal(((first17 // power) % 10) * weight for power, weight in zip(_DIGIT_POWERS, CHECK_WEIGHTS))
+    weighted = pl.sum_horizontal(
+        ((first17 // power) % 10) * weight for power, weight in zip(_DIGIT_POWERS, CHECK_WEIGHTS, strict=True)
+    )
     expected = (weighted % 11).replace_strict(dict(enumerate(CHECK_CHARS)), return_dtype=pl.String)
     birth = pl.col("__id_birth")
     checks = [
         _required("id_number"),
         _Check(
             ~number.str.contains(r"^[0-9]{17}[0-9X]$"),
-            pl.format("resident ID must be 17 digits followed by a digit or X ({} characters given)", number.str.len_chars()),
+            pl.format(
+                "resident ID must be 17 digits followed by a digit or X ({} characters given)",
+                number.str.len_chars(),
+            ),
         ),
         _Check(
             ~number.str.slice(0, 2).is_in(known_prefixes()),
@@ -412,7 +418,9 @@ def _id_number_rules() -> _Rules:
     raw = _text("id_number")
     helpers = {
         "__id": raw.str.to_uppercase(),
-        "__id_first17": pl.when(raw.str.contains(r"^[0-9]{17}")).then(raw.str.slice(0, 17).str.to_integer(strict=False)),
+        "__id_first17": pl.when(raw.str.contains(r"^[0-9]{17}")).then(
+            raw.str.slice(0, 17).str.to_integer(strict=False)
+        ),
         "__id_birth": raw.str.slice(6, 8).str.to_date("%Y%m%d", strict=False),
     }
     return _Rules(number, checks, helpers)

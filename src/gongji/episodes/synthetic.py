@@ -204,8 +204,9 @@ def _id_numbers(rng: np.random.Generator, region: str, scheme: np.ndarray) -> pl
     """Distinct GB 11643 numbers: region code, birth date, sequence (rank among same-day births), check char."""
     low = np.array([BIRTH_YEARS[s][0] for s in SCHEMES])[scheme]
     high = np.array([BIRTH_YEARS[s][1] for s in SCHEMES])[scheme]
-    first = np.array([(dt.date(y, 1, 1) - _EPOCH).days for y in range(1940, 2022)])
-    birth = first[low - 1940] + (rng.random(len(scheme)) * (first[high + 1 - 1940] - first[low - 1940])).astype(np.int64)
+    first_day = np.array([(dt.date(y, 1, 1) - _EPOCH).days for y in range(1940, 2022)])
+    earliest, end = first_day[low - 1940], first_day[high + 1 - 1940]
+    birth = earliest + (rng.random(len(scheme)) * (end - earliest)).astype(np.int64)
 
     order = np.argsort(birth, kind="stable")
     sorted_birth = birth[order]
@@ -220,7 +221,8 @@ def _id_numbers(rng: np.random.Generator, region: str, scheme: np.ndarray) -> pl
     dates = pl.Series(birth.astype(np.int32)).cast(pl.Date)
     yyyymmdd = dates.dt.strftime("%Y%m%d").cast(pl.Int64).to_numpy()
     first17 = int(region) * 10**11 + yyyymmdd * 1000 + sequence
-    weighted = sum(((first17 // power) % 10) * weight for power, weight in zip(_DIGIT_POWERS, CHECK_WEIGHTS))
+    digits = zip(_DIGIT_POWERS, CHECK_WEIGHTS, strict=True)
+    weighted = sum(((first17 // power) % 10) * weight for power, weight in digits)
     check = pl.Series(list(CHECK_CHARS)).gather(weighted % 11)
     return pl.Series(first17).cast(pl.String).str.zfill(17) + check
 
