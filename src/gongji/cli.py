@@ -46,8 +46,13 @@ def settle(
     errors = Console(stderr=True)
     large = input_file.is_file() and input_file.stat().st_size >= PROGRESS_FROM_BYTES
     progress = Progress(
-        SpinnerColumn(), TextColumn("{task.description}"), BarColumn(), TimeElapsedColumn(),
-        console=errors, transient=True, disable=not large,
+        SpinnerColumn(),
+        TextColumn("{task.description}"),
+        BarColumn(),
+        TimeElapsedColumn(),
+        console=errors,
+        transient=True,
+        disable=not large,
     )
     try:
         with progress:
@@ -116,6 +121,114 @@ def generate_episodes_command(
     console.print(
         f"wrote {frame.height:,} episodes of {persons:,} persons to {output} in {time.perf_counter() - started:.1f} s"
     )
+
+
+@app.command()
+def explain(
+    input_file: Annotated[Path, typer.Argument(metavar="INPUT", help="Episode file (.csv or .parquet).")],
+    episode_id: Annotated[str, typer.Argument(help="The episode to explain.")],
+    params: ParamsOption = None,
+) -> None:
+    """Explain one episode line by line: layer, base, parameters with sources, arithmetic, amount.
+
+    The person's earlier episodes of the same year in the file are settled first,
+    because deductibles, caps and thresholds accumulate over the year.
+    """
+    from rich.console import Console
+    from rich.table import Table
+
+    from gongji.batch.files import read_episodes
+    from gongji.core.errors import GongjiError, InvalidInput
+    from gongji.core.money import format_yuan
+    from gongji.rules.cascade import EPISODE_SCHEMA, EpisodeInput, explain_person_year
+    from gongji.rules.params import load_parameter_book
+
+    console = Console()
+    try:
+        frame = read_episodes(input_file)
+        wanted = frame.filter(frame["episode_id"] == episode_id)
+        if wanted.height == 0:
+            raise InvalidInput(f"episode {episode_id!r} is not in {input_file.name}", "episode_id")
+        person = frame.filter(frame["person_key"] == wanted["person_key"][0])
+        episodes = [EpisodeInput(**{k: row[k] for k in EPISODE_SCHEMA}) for row in person.iter_rows(named=True)]
+        settled = explain_person_year(episodes, load_parameter_book(params))
+    except GongjiError as error:
+        Console(stderr=True).print(f"[red]error[/red] {error}")
+        raise typer.Exit(2) from None
+    settlement = next(s for s in settled if s.episode_id == episode_id)
+    console.print(f"[bold]病例 episode {episode_id}[/bold] — 参数 parameter set {settlement.parameter_set}")
+    for line in settlement.lines:
+        table = Table(title=f"{line.name_zh} {line.name_en}: ¥{format_yuan(line.amount)}", title_justify="left")
+        table.add_column("参数 parameter")
+        table.add_column("值 value", justify="right")
+        table.add_column("来源 source")
+        for parameter in line.parameters:
+            table.add_row(parameter.name, parameter.value, parameter.source)
+        console.print(table if line.parameters else table.title)
+        for step in line.arithmetic:
+            console.print(f"  {step}")
+    console.print(
+        f"[bold]总费用 total ¥{format_yuan(settlement.amounts['total'])} · "
+        f"个人自付 residual ¥{format_yuan(settlement.residual)}[/bold]"
+    )
+
+
+@ledger_app.command("verify")
+def ledger_verify() -> None:
+    """Walk the hash chain from the first entry; name the first tampered entry (exit 1) or say it is intact."""
+    from rich.console import Console
+
+    from gongji.core.db import make_engine, migrate, session_factory
+    from gongji.core.settings import get_settings
+    from gongji.ledger.service import verify_chain
+
+    settings = get_settings()
+    migrate(settings.database_url)
+    with session_factory(make_engine(settings.database_url))() as session:
+        report = verify_chain(session)
+    console = Console()
+    if report.ok:
+        console.print(f"[green]ledger intact[/green]: {report.entries_checked} entries, hash chain verified")
+        return
+    console.print(
+        f"[red]ledger tampered[/red]: entry {report.first_bad_seq} — {report.reason} "
+        f"({report.entries_checked} entries checked)"
+    )
+    raise typer.Exit(1)
+
+
+HostOption = Annotated[str, typer.Option("--host", help="Address to listen on.")]
+PortOption = Annotated[int, typer.Option("--port", min=1, max=65535, help="Port to listen on.")]
+
+
+def _serve(host: str, port: int) -> None:
+    import uvicorn
+
+    from gongji.api.app import create_app
+
+    app_instance = create_app()
+    typer.echo(f"共济 Gongji: http://{host}:{port}/  (API docs: http://{host}:{port}/docs)")
+    uvicorn.run(app_instance, host=host, port=port)
+
+
+@app.command()
+def serve(host: HostOption = "127.0.0.1", port: PortOption = 8000) -> None:
+    """Serve the API and the web pages (migrates the database first)."""
+    _serve(host, port)
+
+
+@app.command()
+def demo(host: HostOption = "127.0.0.1", port: PortOption = 8000) -> None:
+    """Create demo staff and settled synthetic episodes in the embedded database, then serve."""
+    from gongji.core.settings import get_settings
+    from gongji.demo import prepare_demo
+
+    report = prepare_demo(get_settings())
+    if report.persons_loaded:
+        typer.echo(f"loaded {report.persons_loaded} demo persons with {report.episodes_loaded} settled episodes")
+    typer.echo(f"demo staff (username, role, password), saved in {report.credentials_file}:")
+    typer.echo(report.credentials.rstrip())
+    _serve(host, port)
 
 
 def main() -> None:  # pragma: no cover - entry point

@@ -1,0 +1,55 @@
+"""The real `gongji` command: `ledger verify` catches a hand-edited entry; `explain` prints every layer."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+from sqlalchemy import text
+
+from gongji.core.db import transaction
+from gongji.ledger.service import open_account, post_entry
+
+GONGJI = str(Path(sys.executable).with_name("gongji"))
+
+
+def run_cli(*args: str, env: dict[str, str] | None = None, cwd: Path | None = None) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [GONGJI, *args], capture_output=True, text=True, env={**os.environ, "COLUMNS": "200", **(env or {})},
+        cwd=cwd, timeout=120,
+    )
+
+
+def test_ledger_verify_names_the_hand_edited_entry(db_url, sessions, tmp_path):
+    with transaction(sessions) as session:
+        open_account(session, "bank", "银行存款 bank", "asset")
+        open_account(session, "campaign:7", "筹款 campaign 7", "liability")
+        for fen in (10_000, 25_050, 990):
+            post_entry(session, "donation", "捐款 donation", "campaign:7", [("bank", fen), ("campaign:7", -fen)])
+    env = {"GONGJI_DATABASE_URL": db_url, "GONGJI_VAR_DIR": str(tmp_path / "var")}
+
+    intact = run_cli("ledger", "verify", env=env)
+    assert intact.returncode == 0, intact.stderr
+    assert "ledger intact" in intact.stdout and "3 entries" in intact.stdout
+
+    with transaction(sessions) as session:
+        postgres = session.get_bind().dialect.name == "postgresql"
+        session.execute(text("DROP TRIGGER journal_entries_no_update" + (" ON journal_entries" if postgres else "")))
+        session.execute(text("UPDATE journal_entries SET memo = '改过 edited' WHERE seq = 2"))
+    tampered = run_cli("ledger", "verify", env=env)
+    assert tampered.returncode == 1
+    assert "ledger tampered" in tampered.stdout and "entry 2" in tampered.stdout
+
+
+def test_explain_prints_each_layer_with_sources(tmp_path):
+    episodes = tmp_path / "episodes.csv"
+    assert run_cli("generate", "episodes", "-n", "300", "-o", str(episodes), "--seed", "3").returncode == 0
+    episode_id = episodes.read_text().splitlines()[5].split(",")[0]
+    shown = run_cli("explain", str(episodes), episode_id)
+    assert shown.returncode == 0, shown.stderr
+    for heading in ("基本医保", "医疗救助", "residual", "parameter set", "示例值"):
+        assert heading in shown.stdout
+    missing = run_cli("explain", str(episodes), "NO-SUCH-EPISODE")
+    assert missing.returncode == 2 and "episode_id" in missing.stderr
