@@ -19,6 +19,7 @@ from pydantic import BaseModel, Field
 from gongji.api.auth_service import TOKEN_LIFETIME, authenticate, issue_token, user_for_token
 from gongji.api.deps import AppContext, get_context
 from gongji.api.models import ROLES
+from gongji.api.problems import problem_responses
 from gongji.core.errors import Forbidden, Unauthorized
 
 PUBLIC = "public"
@@ -84,7 +85,7 @@ def current_principal(request: Request) -> Principal:
 
 CurrentPrincipal = Annotated[Principal, Depends(current_principal)]
 
-router = APIRouter(prefix="/api/auth", tags=["auth"])
+router = APIRouter(prefix="/api/auth", tags=["auth"], responses=problem_responses(401, 403, 422))
 
 
 class LoginRequest(BaseModel):

@@ -20,6 +20,40 @@ from gongji.core.errors import GongjiError
 PROBLEM_MEDIA_TYPE = "application/problem+json"
 #: Where a request value came from; not part of the field path a client sees.
 _LOCATIONS = {"body", "query", "path", "header", "cookie"}
+PROBLEM_SCHEMA = {
+    "type": "object",
+    "required": ["type", "title", "status", "detail", "errors"],
+    "properties": {
+        "type": {"type": "string", "description": "URI naming the kind of problem."},
+        "title": {"type": "string"},
+        "status": {"type": "integer"},
+        "detail": {"type": "string"},
+        "field": {"type": "string", "description": "The (first) field at fault, as a dotted path."},
+        "errors": {
+            "type": "array",
+            "items": {
+                "type": "object",
+                "required": ["field", "message"],
+                "properties": {"field": {"type": "string"}, "message": {"type": "string"}},
+            },
+        },
+    },
+}
+_DESCRIPTIONS = {
+    401: "No token, or an unknown or expired one",
+    403: "The caller's role may not do this",
+    404: "No such record",
+    409: "Contradicts recorded state",
+    422: "Invalid input; `field` names where",
+}
+
+
+def problem_responses(*statuses: int) -> dict[int | str, dict]:
+    """OpenAPI `responses` documenting problem+json errors, for a router's `responses=`."""
+    return {
+        status: {"description": _DESCRIPTIONS[status], "content": {PROBLEM_MEDIA_TYPE: {"schema": PROBLEM_SCHEMA}}}
+        for status in statuses
+    }
 
 
 def problem_type(title: str) -> str:

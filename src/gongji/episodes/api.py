@@ -15,6 +15,7 @@ from sqlalchemy.orm import Session
 
 from gongji.api.auth import STAFF, CurrentPrincipal, access
 from gongji.api.deps import AppContext, get_context
+from gongji.api.problems import problem_responses
 from gongji.core.audit import AuditLog, record_audit
 from gongji.core.errors import Conflict, NotFound
 from gongji.core.persistence import lock_row
@@ -25,7 +26,7 @@ from gongji.rules.cascade import LAYERS, EpisodeInput, Settlement, explain_perso
 from gongji.rules.params import ParameterBook
 from gongji.rules.schemas import SettlementOut
 
-router = APIRouter(prefix="/api", tags=["episodes"])
+router = APIRouter(prefix="/api", tags=["episodes"], responses=problem_responses(401, 403, 404, 409, 422))
 Context = Annotated[AppContext, Depends(get_context)]
 WRITERS = ("caseworker", "admin")
 SETTLE_ACTION = "episode.settle_statutory"

@@ -8,11 +8,12 @@ from fastapi import APIRouter, Depends
 
 from gongji.api.auth import PUBLIC, access
 from gongji.api.deps import AppContext, get_context
+from gongji.api.problems import problem_responses
 from gongji.rules.cascade import EpisodeInput, explain_person_year
 from gongji.rules.params import ParameterBook
 from gongji.rules.schemas import CalculateRequest, ParameterSetOut, SettlementOut
 
-router = APIRouter(prefix="/api", tags=["rules"])
+router = APIRouter(prefix="/api", tags=["rules"], responses=problem_responses(422))
 
 
 def calculate(book: ParameterBook, request: CalculateRequest) -> SettlementOut:
