@@ -75,10 +75,11 @@ def generate_episodes(n: int, seed: int = 0, region: str = "330100", with_id_num
     counts = _episode_counts(rng, n)
     persons = len(counts)
 
-    scheme = _draw(rng, SCHEME_SHARES, persons)
-    category = _draw(rng, CATEGORY_SHARES, persons)
+    scheme = _draw(rng, [SCHEME_SHARES[s] for s in SCHEMES], persons)
+    category = _draw(rng, [CATEGORY_SHARES[c] for c in ASSISTANCE_CATEGORIES], persons)
     enrolled = rng.random(persons) < INCLUSIVE_SHARE
-    main_disease = _draw(rng, {d[0]: d[1] for d in DISEASES}, persons)
+    disease_shares = [d[1] for d in DISEASES]
+    main_disease = _draw(rng, disease_shares, persons)
 
     person = np.repeat(np.arange(persons, dtype=np.int64), counts)
     starts = np.cumsum(counts) - counts
@@ -88,9 +89,9 @@ def generate_episodes(n: int, seed: int = 0, region: str = "330100", with_id_num
     disease = np.where(
         rng.random(n) < SAME_DISEASE_SHARE,
         main_disease[person],
-        _draw(rng, {d[0]: d[1] for d in DISEASES}, n),
+        _draw(rng, disease_shares, n),
     )
-    level = np.asarray(HOSPITAL_LEVELS, dtype=np.int8)[_draw(rng, LEVEL_SHARES, n)]
+    level = np.asarray(HOSPITAL_LEVELS, dtype=np.int8)[_draw(rng, [LEVEL_SHARES[lv] for lv in HOSPITAL_LEVELS], n)]
     admission, discharge = _stay_dates(rng, disease, index_in_year, episodes_in_year)
     class_a, class_b, out_of_catalogue = _costs(rng, disease, level)
 
@@ -146,9 +147,9 @@ def _check_region(region: str) -> None:
         raise InvalidInput(f"unknown province code {region[:2]!r}", "region")
 
 
-def _draw(rng: np.random.Generator, shares: dict, size: int) -> np.ndarray:
-    """Indices into `shares` (in its order) drawn with the given probabilities."""
-    p = np.fromiter(shares.values(), dtype=np.float64)
+def _draw(rng: np.random.Generator, shares: list[float], size: int) -> np.ndarray:
+    """Indices into `shares` drawn with those probabilities (normalised, so rounding does not matter)."""
+    p = np.asarray(shares, dtype=np.float64)
     return rng.choice(len(p), size=size, p=p / p.sum())
 
 
