@@ -52,9 +52,7 @@ def _language(request: Request, requested: str | None = None) -> str:
 
 def _page_context(request: Request, book: ParameterBook, language: str, values: dict[str, Any]) -> dict[str, Any]:
     t = translator(language)
-    names = {}
-    for pset in sorted(book.sets, key=lambda s: s.effective_from, reverse=True):
-        names[pset.region] = pset.name_zh if language == "zh" else pset.name_en
+    names = {pset.region: pset.name_zh if language == "zh" else pset.name_en for pset in book.sets}
     regions = [(code, t(f"region.{code}", names[code])) for code in sorted(names)]
     return {
         "request": request, "t": t, "lang": language, "html_lang": HTML_LANG[language],

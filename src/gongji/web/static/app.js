@@ -16,7 +16,7 @@
       title: { text: data.title, left: 0, textStyle: { fontSize: 14, fontWeight: "normal" } },
       tooltip: { trigger: "item", formatter: (p) => `${p.seriesName}: ¥${data.series[p.seriesIndex].yuan}` },
       legend: { bottom: 0, left: 0 },
-      grid: { left: 8, right: 16, top: 36, bottom: 48, containLabel: true },
+      grid: { left: 8, right: 48, top: 44, bottom: 48, containLabel: true },
       xAxis: { type: "value", axisLabel: { formatter: (v) => "¥" + v.toLocaleString() } },
       yAxis: { type: "category", data: [data.category], axisLabel: { show: false } },
       series: data.series.map((s) => ({

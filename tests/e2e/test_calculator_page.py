@@ -1,0 +1,138 @@
+"""The calculator page in a real browser (system Chromium via Playwright) against a real server.
+
+The server is uvicorn on a free 127.0.0.1 port, with a temporary SQLite database.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+import uvicorn
+
+from gongji.api.app import create_app
+from gongji.core.settings import Settings
+from gongji.web.i18n import TEXTS
+
+pytestmark = pytest.mark.browser
+
+CHROMIUM = Path("/usr/bin/chromium")
+CHROMIUM_ARGS = [
+    "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+    "--disable-background-networking", "--disable-component-update", "--disable-sync",
+]
+SCREENSHOT = Path("/tmp/gongji-calculator.png")
+CASE = {
+    "scheme": "resident", "assistance_category": "subsistence", "inclusive_enrolled": True, "region": "510100",
+    "hospital_level": 2, "admission_date": "2024-09-02", "discharge_date": "2024-09-16",
+    "class_a": "45,000.00", "class_b": "18,500.50", "out_of_catalogue": "6,000",
+}
+ROWS = ("basic", "critical_illness", "assistance", "inclusive", "residual", "total")
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def base_url(tmp_path_factory) -> Iterator[str]:
+    var = tmp_path_factory.mktemp("e2e")
+    app = create_app(Settings(database_url=f"sqlite:///{var / 'gongji.sqlite3'}", var_dir=var, params_dir=None))
+    port = free_port()
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 15
+    while not server.started:
+        if not thread.is_alive() or time.monotonic() > deadline:
+            pytest.fail("the server did not start")
+        time.sleep(0.05)
+    yield f"http://127.0.0.1:{port}"
+    server.should_exit = True
+    thread.join(timeout=10)
+
+
+@pytest.fixture(scope="module")
+def browser():
+    if not CHROMIUM.exists():
+        reason = f"{CHROMIUM} not installed"
+        if os.environ.get("GONGJI_STRICT") == "1":
+            pytest.fail(f"{reason} (GONGJI_STRICT=1)")
+        pytest.skip(f"{reason}; set GONGJI_STRICT=1 to fail instead")
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as playwright:
+        chromium = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+        yield chromium
+        chromium.close()
+
+
+@pytest.fixture
+def page(browser, base_url):
+    context = browser.new_context(base_url=base_url, locale="zh-CN", viewport={"width": 1100, "height": 900})
+    context.set_default_timeout(15_000)
+    page = context.new_page()
+    yield page
+    context.close()
+
+
+def fill_form(page, case: dict) -> None:
+    for name in ("scheme", "assistance_category", "region"):
+        page.select_option(f"#{name}", case[name])
+    page.select_option("#hospital_level", str(case["hospital_level"]))
+    page.set_checked("#inclusive_enrolled", case["inclusive_enrolled"])
+    for name in ("admission_date", "discharge_date", "class_a", "class_b", "out_of_catalogue"):
+        page.fill(f"#{name}", case[name])
+
+
+def shown_amounts(page) -> dict[str, str]:
+    return {row: page.inner_text(f'#amounts tr[data-layer="{row}"] td.amount').strip() for row in ROWS}
+
+
+def test_result_matches_the_api_and_the_chart_renders(page, base_url):
+    page.goto("/")
+    assert page.inner_text("h1") == "多层次医疗保障测算"
+    fill_form(page, CASE)
+    page.click("#submit")
+    page.wait_for_selector("#amounts")
+    page.wait_for_selector("#layer-chart svg, #layer-chart canvas")
+
+    expected = httpx.post(f"{base_url}/api/calculate", json=CASE).json()["amounts"]
+    assert shown_amounts(page) == {row: expected[row]["yuan"] for row in ROWS}
+    assert expected["assistance"]["fen"] > 0 and expected["inclusive"]["fen"] > 0
+    assert page.locator("article.line").count() == 4
+    assert "成都" in page.inner_text(".parameter-set")
+    page.screenshot(path=str(SCREENSHOT), full_page=True)
+
+
+def test_a_bad_amount_is_named_next_to_the_form(page):
+    page.goto("/")
+    fill_form(page, {**CASE, "class_a": "12.345"})
+    page.click("#submit")
+    error = page.wait_for_selector(".errors")
+    assert "甲类费用" in error.inner_text() and "两位小数" in error.inner_text()
+    page.wait_for_selector('#class_a[aria-invalid="true"]')
+    assert page.locator("#amounts").count() == 0
+
+
+def test_english_switch_changes_the_labels_and_is_remembered(page):
+    page.goto("/")
+    page.click("#switch-language")
+    page.wait_for_url("**/?lang=en")
+    assert page.inner_text("h1") == TEXTS["title"][1]
+    assert page.inner_text('label[for="class_a"]') == TEXTS["field.class_a"][1]
+    page.click("#submit")
+    page.wait_for_selector("#amounts")
+    assert TEXTS["result.payer"][1] in page.inner_text("#amounts thead")
+    assert TEXTS["result.residual"][1] in page.inner_text('#amounts tr[data-layer="residual"]')
+    page.goto("/")
+    assert page.inner_text("h1") == TEXTS["title"][1]
+    assert page.evaluate("document.documentElement.lang") == "en"
