@@ -1,7 +1,7 @@
 """`gongji demo`: an embedded database with demo staff and settled synthetic episodes, ready to click through.
 
 The demo data goes through the same service functions and the same
-settlement path (`episodes.api.settle_statutory`) as the API, so what the demo
+settlement path (`episodes.service.settle_statutory`) as the API, so what the demo
 shows is what the API would have recorded.
 """
 
@@ -22,7 +22,7 @@ from gongji.core.db import make_engine, migrate, session_factory, transaction
 from gongji.core.identity import IdentityVault
 from gongji.core.settings import Settings, load_vault
 from gongji.episodes import service
-from gongji.episodes.api import settle_statutory
+from gongji.episodes.service import settle_statutory
 from gongji.episodes.models import Person
 from gongji.episodes.synthetic import generate_episodes
 from gongji.rules.params import ParameterBook, load_parameter_book

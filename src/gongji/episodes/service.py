@@ -7,6 +7,7 @@ layer records what it paid, sees the residual, and may never pay beyond it
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import json
 import re
@@ -17,7 +18,7 @@ from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from gongji.core.audit import record_audit
+from gongji.core.audit import AuditLog, record_audit
 from gongji.core.errors import Conflict, InvalidInput, NotFound
 from gongji.core.identity import (
     IdentityVault,
@@ -31,7 +32,16 @@ from gongji.core.identity import (
 from gongji.core.money import check_fen
 from gongji.core.persistence import lock_row
 from gongji.episodes.models import Coverage, Episode, Person
-from gongji.rules.cascade import ASSISTANCE_CATEGORIES, HOSPITAL_LEVELS, LAYERS, SCHEMES
+from gongji.rules.cascade import (
+    ASSISTANCE_CATEGORIES,
+    HOSPITAL_LEVELS,
+    LAYERS,
+    SCHEMES,
+    EpisodeInput,
+    Settlement,
+    explain_person_year,
+)
+from gongji.rules.params import ParameterBook
 
 #: Layers after the statutory ones: mutual aid (医疗互助), charity aid (慈善医疗救助), crowdfunding (大病众筹).
 SUPPLEMENTARY_LAYERS = ("mutual_aid", "charity", "crowdfunding")
@@ -277,3 +287,64 @@ def _check_region(region: str) -> None:
         raise InvalidInput("region must be a 6-digit GB/T 2260 code", "region")
     if region[:2] not in province_codes():
         raise InvalidInput(f"unknown province code {region[:2]!r} in region", "region")
+
+
+SETTLE_ACTION = "episode.settle_statutory"
+
+
+def settle_statutory(session: Session, book: ParameterBook, episode_id: int, actor: str) -> Settlement:
+    """Run the statutory cascade for one episode and record one coverage row per paying layer.
+
+    The person's whole calendar year (by discharge date) is settled so that
+    deductibles and caps carry over from earlier episodes. The episode row is
+    locked first, so two concurrent settlements cannot both pass the
+    "not yet settled" check. The check also reads the audit log, because a
+    settlement in which no layer paid (cost below the deductible) records no
+    coverage row.
+    """
+    episode = lock_row(session, Episode, episode_id)
+    if episode is None:
+        raise NotFound(f"no episode {episode_id}", "episode_id")
+    statutory_paid = any(record.layer in LAYERS for record in coverage_of(session, episode_id).records)
+    if statutory_paid or _settled_before(session, episode_id):
+        raise Conflict("statutory coverage is already recorded for this episode", "episode_id")
+    person = get_person(session, episode.person_id)
+    year = list_episodes(session, person.id, episode.discharge_date.year)
+    inputs = [
+        EpisodeInput(
+            episode_id=str(ep.id),
+            person_key=person.person_key,
+            scheme=person.scheme,
+            assistance_category=person.assistance_category,
+            inclusive_enrolled=person.inclusive_enrolled,
+            region=person.region,
+            hospital_level=ep.hospital_level,
+            admission_date=ep.admission_date,
+            discharge_date=ep.discharge_date,
+            icd10=ep.icd10,
+            class_a=ep.class_a,
+            class_b=ep.class_b,
+            out_of_catalogue=ep.out_of_catalogue,
+        )
+        for ep in year
+    ]
+    settlement = next(s for s in explain_person_year(inputs, book) if s.episode_id == str(episode_id))
+    for line in settlement.lines:
+        if line.amount > 0:
+            explanation = {"parameter_set": settlement.parameter_set, **dataclasses.asdict(line)}
+            record_coverage(
+                session, episode_id, line.layer, f"{settlement.parameter_set}:{line.layer}", line.amount,
+                explanation, recorded_by=actor,
+            )
+    record_audit(
+        session, actor, SETTLE_ACTION, "episode", episode_id,
+        {"parameter_set": settlement.parameter_set, **settlement.amounts},
+    )
+    return settlement
+
+
+def _settled_before(session: Session, episode_id: int) -> bool:
+    query = select(AuditLog.id).where(
+        AuditLog.entity == "episode", AuditLog.entity_id == str(episode_id), AuditLog.action == SETTLE_ACTION
+    )
+    return session.scalar(query.limit(1)) is not None
