@@ -21,7 +21,7 @@ import time
 import polars as pl
 
 from gongji.episodes.synthetic import generate_episodes
-from gongji.rules.cascade import LAYERS, OUTPUT_COLUMNS, EpisodeInput, explain_person_year, settle_frame
+from gongji.rules.cascade import AMOUNT_OUTPUT_COLUMNS, LAYERS, EpisodeInput, explain_person_year, settle_frame
 from gongji.rules.params import load_parameter_book
 
 
@@ -90,11 +90,11 @@ def _scalar_rate(episodes: pl.DataFrame, settled: pl.DataFrame, book, persons: i
     seconds = time.perf_counter() - started
 
     scalar = pl.DataFrame(
-        [{"episode_id": s.episode_id, **{c: s.amounts[c] for c in OUTPUT_COLUMNS[1:]}} for s in results],
+        [{"episode_id": s.episode_id, **{c: s.amounts[c] for c in AMOUNT_OUTPUT_COLUMNS}} for s in results],
         schema=settled.schema,
     )
     disagree = scalar.join(settled, on="episode_id", how="left", suffix="_vectorised").filter(
-        pl.any_horizontal(pl.col(c).ne_missing(pl.col(f"{c}_vectorised")) for c in OUTPUT_COLUMNS[1:])
+        pl.any_horizontal(pl.col(c).ne_missing(pl.col(f"{c}_vectorised")) for c in AMOUNT_OUTPUT_COLUMNS)
     )
     if disagree.height:
         print(f"FAILED: scalar and vectorised paths disagree on {disagree.height} episodes", file=sys.stderr)

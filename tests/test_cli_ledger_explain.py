@@ -53,3 +53,32 @@ def test_explain_prints_each_layer_with_sources(tmp_path):
         assert heading in shown.stdout
     missing = run_cli("explain", str(episodes), "NO-SUCH-EPISODE")
     assert missing.returncode == 2 and "episode_id" in missing.stderr
+
+
+def test_resettle_records_the_differences_and_a_second_run_finds_none(db_url, sessions, vault, tmp_path):
+    """`gongji resettle PERSON YEAR`: a year settled out of order is brought to discharge order."""
+    import datetime as dt
+
+    from helpers import valid_id_number
+
+    from gongji.episodes.service import create_episode, create_person, settle_statutory
+    from gongji.rules.cascade import default_book
+
+    book = default_book()
+    with transaction(sessions) as session:
+        person = create_person(session, vault, valid_id_number("330106", dt.date(1966, 5, 1), 17), "赵强",
+                               "resident", "none", False, "330100")
+        episodes = [
+            create_episode(session, person.id, dt.date(2024, m, 1), dt.date(2024, m, 9), level, "C34.9",
+                           amount, 0, 0, book=book)
+            for m, amount, level in ((9, 30_000_000, 3), (2, 2_000_000, 1))
+        ]
+        for episode in episodes:
+            settle_statutory(session, book, episode.id, "caseworker")
+    env = {"GONGJI_DATABASE_URL": db_url, "GONGJI_VAR_DIR": str(tmp_path / "var"), "GONGJI_FIELD_KEY": "",
+           "GONGJI_PERSON_KEY_SECRET": ""}
+    first = run_cli("resettle", str(person.id), "2024", env=env)
+    assert first.returncode == 0, first.stderr
+    assert "adjustment" in first.stdout and "basic" in first.stdout
+    second = run_cli("resettle", str(person.id), "2024", env=env)
+    assert second.returncode == 0 and "already match" in second.stdout

@@ -12,7 +12,7 @@ from typer.testing import CliRunner
 
 from gongji.batch.files import fen_from_yuan_text
 from gongji.cli import app
-from gongji.rules.cascade import LAYERS, OUTPUT_COLUMNS
+from gongji.rules.cascade import AMOUNT_OUTPUT_COLUMNS, LAYERS, OUTPUT_COLUMNS
 
 runner = CliRunner()
 
@@ -36,7 +36,7 @@ def test_settle_csv_one_row_per_episode_and_layers_add_up(episodes_csv, tmp_path
     assert result.exit_code == 0, result.output
     assert "2,000" in result.stdout and "惠民保" in result.stdout
 
-    settled = as_fen(pl.read_csv(output, infer_schema=False), OUTPUT_COLUMNS[1:])
+    settled = as_fen(pl.read_csv(output, infer_schema=False), AMOUNT_OUTPUT_COLUMNS)
     episodes = as_fen(pl.read_csv(episodes_csv, infer_schema=False), ("class_a", "class_b", "out_of_catalogue"))
     assert settled.columns == list(OUTPUT_COLUMNS)
     assert "id_number" not in settled.columns
@@ -46,7 +46,7 @@ def test_settle_csv_one_row_per_episode_and_layers_add_up(episodes_csv, tmp_path
     assert (settled.select(pl.sum_horizontal(*LAYERS, "residual")).to_series() == settled["total"]).all()
     cost = episodes.select(pl.sum_horizontal("class_a", "class_b", "out_of_catalogue")).to_series()
     assert (settled["total"] == cost).all()
-    assert settled.select(pl.col(OUTPUT_COLUMNS[1:]).min()).min_horizontal().item() >= 0
+    assert settled.select(pl.col(AMOUNT_OUTPUT_COLUMNS).min()).min_horizontal().item() >= 0
 
 
 def test_settle_to_parquet_in_fen(episodes_csv, tmp_path):
@@ -55,7 +55,7 @@ def test_settle_to_parquet_in_fen(episodes_csv, tmp_path):
     assert result.exit_code == 0, result.output
     settled = pl.read_parquet(output)
     assert settled.height == 2000
-    assert all(settled[c].dtype == pl.Int64 for c in OUTPUT_COLUMNS[1:])
+    assert all(settled[c].dtype == pl.Int64 for c in AMOUNT_OUTPUT_COLUMNS)
 
 
 def rewrite(source: Path, target: Path, row: int, column: str, value: str) -> Path:

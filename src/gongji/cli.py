@@ -157,20 +157,68 @@ def explain(
         raise typer.Exit(2) from None
     settlement = next(s for s in settled if s.episode_id == episode_id)
     console.print(f"[bold]病例 episode {episode_id}[/bold] — 参数 parameter set {settlement.parameter_set}")
+    if settlement.parameter_note:
+        console.print(f"  {settlement.parameter_note.render()}")
     for line in settlement.lines:
-        table = Table(title=f"{line.name_zh} {line.name_en}: ¥{format_yuan(line.amount)}", title_justify="left")
-        table.add_column("参数 parameter")
-        table.add_column("值 value", justify="right")
-        table.add_column("来源 source")
+        table = Table(
+            title=f"{line.name_zh} {line.name_en}: ¥{format_yuan(line.amount)}", title_justify="left", expand=True
+        )
+        table.add_column("参数 parameter", ratio=3, overflow="fold")
+        table.add_column("值 value", justify="right", ratio=2, overflow="fold")
+        table.add_column("来源 source", ratio=5, overflow="fold")
         for parameter in line.parameters:
-            table.add_row(parameter.name, parameter.value, parameter.source)
+            table.add_row(parameter.name.render(), parameter.value, parameter.source)
         console.print(table if line.parameters else table.title)
         for step in line.arithmetic:
-            console.print(f"  {step}")
+            console.print(f"  {step.render()}", overflow="fold")
     console.print(
         f"[bold]总费用 total ¥{format_yuan(settlement.amounts['total'])} · "
         f"个人自付 residual ¥{format_yuan(settlement.residual)}[/bold]"
     )
+
+
+@app.command()
+def resettle(
+    person_id: Annotated[int, typer.Argument(min=1, help="The person (id in the database).")],
+    year: Annotated[int, typer.Argument(min=1950, max=2100, help="Calendar year of discharge.")],
+    params: ParamsOption = None,
+) -> None:
+    """Re-settle a person's year in discharge order; differences are recorded as audited adjustments (调整)."""
+    from rich.console import Console
+    from rich.table import Table
+
+    from gongji.core.db import make_engine, migrate, session_factory, transaction
+    from gongji.core.errors import GongjiError
+    from gongji.core.money import format_yuan
+    from gongji.core.settings import get_settings
+    from gongji.episodes.service import resettle_year
+    from gongji.rules.params import load_parameter_book
+
+    settings = get_settings()
+    migrate(settings.database_url)
+    engine = make_engine(settings.database_url)
+    try:
+        with transaction(session_factory(engine)) as session:
+            result = resettle_year(
+                session, load_parameter_book(params or settings.params_dir), person_id, year, "cli"
+            )
+    except GongjiError as error:
+        Console(stderr=True).print(f"[red]error[/red] {error}")
+        raise typer.Exit(2) from None
+    finally:
+        engine.dispose()
+    console = Console()
+    if not result.adjustments:
+        console.print(f"person {person_id}, {year}: {len(result.settlements)} settled episode(s) already match")
+        return
+    table = Table(title=f"重新结算 re-settled person {person_id}, {year}: {len(result.adjustments)} adjustment(s)")
+    for column in ("episode", "layer", "recorded", "recomputed", "adjustment"):
+        table.add_column(column, justify="left" if column in ("episode", "layer") else "right")
+    for a in result.adjustments:
+        table.add_row(
+            str(a.episode_id), a.layer, format_yuan(a.recorded), format_yuan(a.recomputed), format_yuan(a.amount)
+        )
+    console.print(table)
 
 
 @ledger_app.command("verify")
@@ -201,6 +249,42 @@ HostOption = Annotated[str, typer.Option("--host", help="Address to listen on.")
 PortOption = Annotated[int, typer.Option("--port", min=1, max=65535, help="Port to listen on.")]
 
 
+#: How many ports above a taken one are tried for the hint.
+NEARBY_PORTS = 100
+
+
+def _port_taken(host: str, port: int) -> bool:
+    """Whether something already listens on host:port (bound the way uvicorn binds, so TIME_WAIT is no obstacle)."""
+    import errno
+    import socket
+
+    family = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)[0][0]
+    with socket.socket(family, socket.SOCK_STREAM) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind((host, port))
+        except OSError as error:
+            if error.errno == errno.EADDRINUSE:
+                return True
+            raise
+    return False
+
+
+def _refuse_taken_port(host: str, port: int, retry: str) -> None:
+    """Stop with a hint naming a free port instead of uvicorn's bind error (a second run.sh, say)."""
+    if not _port_taken(host, port):
+        return
+    free = next((p for p in range(port + 1, min(port + NEARBY_PORTS, 65535) + 1) if not _port_taken(host, p)), None)
+    suggestion = retry.format(port=free) if free else retry.format(port="<port>")
+    typer.echo(
+        f"端口 {port} 已被占用（也许另一个 gongji 正在运行）。请换一个端口：{suggestion}\n"
+        f"Port {port} on {host} is already in use (perhaps another gongji is running). "
+        f"Use another port: {suggestion}",
+        err=True,
+    )
+    raise typer.Exit(1)
+
+
 def _serve(host: str, port: int) -> None:
     import uvicorn
 
@@ -214,6 +298,7 @@ def _serve(host: str, port: int) -> None:
 @app.command()
 def serve(host: HostOption = "127.0.0.1", port: PortOption = 8000) -> None:
     """Serve the API and the web pages (migrates the database first)."""
+    _refuse_taken_port(host, port, "gongji serve --port {port}")
     _serve(host, port)
 
 
@@ -223,6 +308,7 @@ def demo(host: HostOption = "127.0.0.1", port: PortOption = 8000) -> None:
     from gongji.core.settings import get_settings
     from gongji.demo import prepare_demo
 
+    _refuse_taken_port(host, port, "bash scripts/run.sh --port {port}")
     report = prepare_demo(get_settings())
     if report.persons_loaded:
         typer.echo(f"loaded {report.persons_loaded} demo persons with {report.episodes_loaded} settled episodes")

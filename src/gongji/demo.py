@@ -27,8 +27,12 @@ from gongji.episodes.models import Person
 from gongji.episodes.synthetic import generate_episodes
 from gongji.rules.params import ParameterBook, load_parameter_book
 
-#: (username, role, display name) of the demo staff.
-DEMO_USERS = (("admin", "admin", "演示管理员"), ("caseworker", "caseworker", "演示审核员"))
+#: (username, role, display name, regions) of the demo staff: the admin sees the whole country (000000),
+#: the caseworker the two demo regions (杭州 330100, 成都 510100).
+DEMO_USERS = (
+    ("admin", "admin", "演示管理员", ("000000",)),
+    ("caseworker", "caseworker", "演示审核员", ("330100", "510100")),
+)
 #: Persons per region; the synthetic generator gives each about two episodes a year.
 DEMO_REGIONS = {"330100": 25, "510100": 25}
 DEMO_EPISODES_PER_REGION = 300
@@ -61,7 +65,7 @@ def prepare_demo(settings: Settings) -> DemoReport:
 
 
 def _ensure_users(sessions: sessionmaker[Session], credentials_file: Path) -> str:
-    """Create the demo staff with random passwords, saved (owner-only) to `credentials_file`.
+    """Create the demo staff with random 16-character passwords, saved (owner-only) to `credentials_file`.
 
     On later runs the users exist and the saved file is shown again.
     """
@@ -69,9 +73,9 @@ def _ensure_users(sessions: sessionmaker[Session], credentials_file: Path) -> st
         existing = set(session.scalars(select(User.username)))
         missing = [user for user in DEMO_USERS if user[0] not in existing]
         lines = []
-        for username, role, display_name in missing:
+        for username, role, display_name, regions in missing:
             password = secrets.token_urlsafe(12)
-            create_user(session, username, password, role, display_name, actor=ACTOR)
+            create_user(session, username, password, role, display_name, regions=regions, actor=ACTOR)
             lines.append(f"{username}\t{role}\t{password}")
         if lines:
             credentials_file.parent.mkdir(parents=True, exist_ok=True)
@@ -107,7 +111,7 @@ def _load_episodes(sessions: sessionmaker[Session], vault: IdentityVault, book: 
                 for row in rows.iter_rows(named=True):
                     episode = service.create_episode(
                         session, person.id, row["admission_date"], row["discharge_date"], row["hospital_level"],
-                        row["icd10"], row["class_a"], row["class_b"], row["out_of_catalogue"], actor=ACTOR,
+                        row["icd10"], row["class_a"], row["class_b"], row["out_of_catalogue"], book=book, actor=ACTOR,
                     )
                     settle_statutory(session, book, episode.id, ACTOR)
                     episodes += 1

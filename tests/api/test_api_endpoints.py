@@ -102,7 +102,7 @@ def new_episode(client: TestClient, token: str, person_id: int, **changes) -> di
 def test_login_then_me(client, tokens):
     me = client.get("/api/auth/me", headers=bearer(tokens["analyst"]))
     assert me.status_code == 200
-    assert me.json() == {"username": "analyst", "role": "analyst", "display_name": "Test analyst"}
+    assert me.json() == {"username": "analyst", "role": "analyst", "display_name": "Test analyst", "regions": []}
 
 
 def test_wrong_password_is_401_problem(client, tokens):
@@ -204,19 +204,36 @@ def test_settle_records_what_explain_person_year_computes(app, client, tokens):
             ep["amounts"]["class_b"]["fen"], ep["amounts"]["out_of_catalogue"]["fen"],
         )
 
-    expected = explain_person_year([as_input(first), as_input(second)])
-    for response, settlement in zip(settled, reversed(expected), strict=True):
+    # Settled out of order, each episode is paid against what was recorded when it was settled:
+    # June alone, then March against June.
+    expected = [explain_person_year([as_input(second)])[0], explain_person_year([as_input(second), as_input(first)])]
+    expected = [expected[0], next(s for s in expected[1] if s.episode_id == str(first["id"]))]
+    for response, settlement in zip(settled, expected, strict=True):
         body = response.json()
-        assert {name: money["fen"] for name, money in body["settlement"]["amounts"].items()} == settlement.amounts
         assert body["settlement"]["parameter_set"]["id"] == settlement.parameter_set == "hangzhou-2024"
         assert [line["layer"] for line in body["settlement"]["lines"]] == list(LAYERS)
-        paying = [(line.layer, line.amount) for line in settlement.lines if line.amount > 0]
         records = body["coverage"]["records"]
-        assert [(r["layer"], r["amount"]["fen"]) for r in records] == paying
         assert all(r["program"] == f"hangzhou-2024:{r['layer']}" and r["recorded_by"] == "caseworker" for r in records)
         assert records[0]["explanation"]["parameter_set"] == "hangzhou-2024"
-        assert body["coverage"]["residual"]["fen"] == settlement.residual
-    assert expected[1].amounts["basic"] > 0  # the second stay is really settled after the first one's deductible
+        amounts = {name: money["fen"] for name, money in body["settlement"]["amounts"].items()}
+        assert sum(r["amount"]["fen"] for r in records) + body["coverage"]["residual"]["fen"] == amounts["total"]
+    assert {k: m["fen"] for k, m in settled[0].json()["settlement"]["amounts"].items()} == expected[0].amounts
+
+    # Re-settling the year brings every episode to the batch path's answer, in discharge order.
+    resettled = client.post(f"/api/persons/{person['id']}/years/2024/resettle", headers=bearer(token))
+    assert resettled.status_code == 200, resettled.text
+    assert resettled.json()["adjustments"]
+    batch = explain_person_year([as_input(first), as_input(second)])
+    for episode, settlement in zip((first, second), batch, strict=True):
+        coverage = client.get(f"/api/episodes/{episode['id']}/coverage", headers=bearer(token)).json()
+        by_layer: dict[str, int] = {}
+        for record in coverage["records"]:
+            by_layer[record["layer"]] = by_layer.get(record["layer"], 0) + record["amount"]["fen"]
+        assert {layer: by_layer.get(layer, 0) for layer in LAYERS} == {l: settlement.amounts[l] for l in LAYERS}
+        assert coverage["residual"]["fen"] == settlement.residual
+    year = client.get(f"/api/persons/{person['id']}/years/2024", headers=bearer(token)).json()
+    assert [e["episode"]["id"] for e in year["episodes"]] == [first["id"], second["id"]]
+    assert year["residual"]["fen"] == sum(s.residual for s in batch)
 
 
 def test_settling_twice_is_409_and_changes_nothing(app, client, tokens):

@@ -23,7 +23,7 @@ from gongji.batch.files import (
 from gongji.core.errors import InvalidInput
 from gongji.core.money import MAX_FEN, parse_yuan
 from gongji.episodes.synthetic import generate_episodes, write_episodes
-from gongji.rules.cascade import OUTPUT_COLUMNS
+from gongji.rules.cascade import AMOUNT_OUTPUT_COLUMNS, OUTPUT_COLUMNS
 
 
 @pytest.fixture(scope="module")
@@ -233,13 +233,16 @@ def test_parquet_with_text_columns_goes_through_the_same_checks(episodes, tmp_pa
 
 def test_write_settlement_formats(tmp_path):
     frame = pl.DataFrame(
-        {"episode_id": ["E1"], **{c: [i * 1001 + 5] for i, c in enumerate(OUTPUT_COLUMNS[1:], start=1)}},
-        schema={"episode_id": pl.String, **{c: pl.Int64 for c in OUTPUT_COLUMNS[1:]}},
+        {
+            "episode_id": ["E1"], "parameter_set": ["national-2024"],
+            **{c: [i * 1001 + 5] for i, c in enumerate(AMOUNT_OUTPUT_COLUMNS, start=1)},
+        },
+        schema={"episode_id": pl.String, "parameter_set": pl.String, **{c: pl.Int64 for c in AMOUNT_OUTPUT_COLUMNS}},
     )
     write_settlement(frame, tmp_path / "s.csv")
     assert (tmp_path / "s.csv").read_text().splitlines() == [
         ",".join(OUTPUT_COLUMNS),
-        "E1,10.06,20.07,30.08,40.09,50.10,60.11",
+        "E1,national-2024,10.06,20.07,30.08,40.09,50.10,60.11",
     ]
     write_settlement(frame, tmp_path / "s.parquet")
     assert pl.read_parquet(tmp_path / "s.parquet").equals(frame)

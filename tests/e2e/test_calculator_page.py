@@ -136,3 +136,33 @@ def test_english_switch_changes_the_labels_and_is_remembered(page):
     page.goto("/")
     assert page.inner_text("h1") == TEXTS["title"][1]
     assert page.evaluate("document.documentElement.lang") == "en"
+
+
+def test_no_horizontal_scrolling_on_a_390_px_phone(page):
+    page.set_viewport_size({"width": 390, "height": 844})
+    page.goto("/")
+    assert page.evaluate("document.documentElement.scrollWidth") <= 390
+    fill_form(page, CASE)
+    page.click("#submit")
+    page.wait_for_selector("#amounts")
+    page.wait_for_selector("#layer-chart svg, #layer-chart canvas")
+    assert page.evaluate("document.documentElement.scrollWidth") <= 390
+
+
+@pytest.mark.parametrize(("path", "rendered"), [("/docs", ".opblock"), ("/redoc", "[data-section-id^='operation']")])
+def test_api_docs_render_with_no_request_outside_our_origin(page, base_url, path, rendered):
+    """As offline: any request to another host is cut off (and recorded); the operations still render."""
+    outside = []
+
+    def only_ours(route):
+        if route.request.url.startswith(base_url) or route.request.url.startswith("data:"):
+            route.continue_()
+        else:
+            outside.append(route.request.url)
+            route.abort()
+
+    page.route("**/*", only_ours)
+    page.goto(path)
+    page.wait_for_selector(rendered)
+    assert "/api/calculate" in page.inner_text("body")
+    assert outside == []

@@ -13,6 +13,7 @@ from gongji.core.audit import AuditLog
 from gongji.core.db import transaction
 from gongji.core.errors import Conflict, InvalidInput, NotFound
 from gongji.episodes.models import Coverage
+from gongji.rules.cascade import default_book
 from gongji.episodes.service import COVERAGE_LAYERS, coverage_of, create_episode, create_person, record_coverage
 
 TOTAL = 1_000_000  # 10,000 yuan
@@ -36,7 +37,8 @@ def new_episode(sessions, vault):
     def make() -> int:
         with transaction(sessions) as session:
             return create_episode(
-                session, person.id, dt.date(2024, 7, 1), dt.date(2024, 7, 9), 2, "I63.9", 600_000, 300_000, 100_000
+                session, person.id, dt.date(2024, 7, 1), dt.date(2024, 7, 9), 2, "I63.9", 600_000, 300_000, 100_000,
+                book=default_book(),
             ).id
 
     return make

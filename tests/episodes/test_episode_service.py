@@ -11,6 +11,7 @@ from gongji.core.db import transaction
 from gongji.core.errors import InvalidInput, NotFound
 from gongji.episodes.models import Episode
 from gongji.episodes.service import create_episode, create_person, get_episode, list_episodes
+from gongji.rules.cascade import default_book
 
 D = dt.date
 
@@ -33,6 +34,7 @@ def episode_args(person_id: int, /, **changes):
         "class_a": 2_000_000,
         "class_b": 1_500_000,
         "out_of_catalogue": 500_000,
+        "book": default_book(),
     }
     return {**args, **changes}
 
@@ -79,6 +81,15 @@ def test_same_day_episode_is_fine(sessions, person_id):
         create_episode(session, **episode_args(person_id, admission_date=D(2024, 5, 5), discharge_date=D(2024, 5, 5)))
 
 
+def test_an_episode_with_no_parameter_set_in_force_is_refused_at_creation(sessions, person_id):
+    """The bundled sets start on 2024-01-01: a 2023 stay could never be settled, so it is not recorded."""
+    with pytest.raises(InvalidInput) as caught, transaction(sessions) as session:
+        create_episode(session, **episode_args(person_id, admission_date=D(2023, 3, 1), discharge_date=D(2023, 3, 5)))
+    assert caught.value.field == "discharge_date"
+    with sessions() as session:
+        assert session.scalars(select(Episode)).all() == []
+
+
 def test_list_episodes_in_settlement_order(sessions, person_id):
     spans = [
         (D(2024, 6, 1), D(2024, 6, 10)),
@@ -86,7 +97,7 @@ def test_list_episodes_in_settlement_order(sessions, person_id):
         (D(2024, 5, 28), D(2024, 6, 10)),
         (D(2024, 6, 1), D(2024, 6, 10)),
         (D(2024, 12, 28), D(2025, 1, 2)),  # discharged in 2025
-        (D(2023, 3, 1), D(2023, 3, 5)),
+        (D(2025, 3, 1), D(2025, 3, 5)),
     ]
     with transaction(sessions) as session:
         ids = [
@@ -95,6 +106,6 @@ def test_list_episodes_in_settlement_order(sessions, person_id):
     with sessions() as session:
         listed = [e.id for e in list_episodes(session, person_id, 2024)]
         assert listed == [ids[1], ids[2], ids[0], ids[3]]
-        assert [e.id for e in list_episodes(session, person_id, 2025)] == [ids[4]]
+        assert [e.id for e in list_episodes(session, person_id, 2025)] == [ids[4], ids[5]]
         with pytest.raises(NotFound):
             list_episodes(session, 999, 2024)

@@ -1,4 +1,8 @@
-"""The explain path and the vectorised path are one set of formulas: they agree to the fen."""
+"""The explain path and the vectorised path are one set of formulas: they agree to the fen.
+
+The populations run against the bundled parameters plus a test-only mid-year
+change in Chengdu (1 July 2024), so a person-year can straddle two sets.
+"""
 
 from __future__ import annotations
 
@@ -59,36 +63,43 @@ def as_frame(episodes: list[EpisodeInput]) -> pl.DataFrame:
     return pl.DataFrame([vars(ep) for ep in episodes], schema_overrides={"hospital_level": pl.Int8})
 
 
-@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(populations())
-def test_vectorised_equals_explain(episodes):
-    scalar = explain_person_year(episodes)
-    vector = settle_frame(as_frame(episodes))
+@settings(max_examples=150, deadline=None, suppress_health_check=list(HealthCheck))
+@given(episodes=populations())
+def test_vectorised_equals_explain(episodes, book_with_midyear_change):
+    scalar = explain_person_year(episodes, book_with_midyear_change)
+    vector = settle_frame(as_frame(episodes), book_with_midyear_change)
     assert vector["episode_id"].to_list() == [ep.episode_id for ep in episodes]
     for settlement, row in zip(scalar, vector.iter_rows(named=True)):
         assert settlement.amounts == {key: row[key] for key in settlement.amounts}
+        assert settlement.parameter_set == row["parameter_set"]
 
 
-@settings(max_examples=150, deadline=None)
-@given(populations())
-def test_no_layer_pays_more_than_it_was_shown(episodes):
+def test_populations_straddle_the_midyear_change(book_with_midyear_change):
+    """The mid-year set is really in the book the properties run against."""
+    assert book_with_midyear_change.resolve("510104", dt.date(2024, 6, 30)).id == "chengdu-2024"
+    assert book_with_midyear_change.resolve("510104", dt.date(2024, 7, 1)).id == "chengdu-2024-07"
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=list(HealthCheck))
+@given(episodes=populations())
+def test_no_layer_pays_more_than_it_was_shown(episodes, book_with_midyear_change):
     """Every layer is non-negative and the residual never goes below zero (no double compensation)."""
-    for settlement, episode in zip(explain_person_year(episodes), episodes):
+    for settlement, episode in zip(explain_person_year(episodes, book_with_midyear_change), episodes):
         parts = [settlement.amounts[layer] for layer in LAYERS]
         assert all(part >= 0 for part in parts)
         assert settlement.residual >= 0
         assert sum(parts) + settlement.residual == episode.total
 
 
-@settings(max_examples=60, deadline=None)
-@given(populations())
-def test_chunk_boundaries_do_not_change_results(episodes):
+@settings(max_examples=60, deadline=None, suppress_health_check=list(HealthCheck))
+@given(episodes=populations())
+def test_chunk_boundaries_do_not_change_results(episodes, book_with_midyear_change):
     """Person-years are never split across NumPy chunks, whatever the chunk size."""
-    expected = settle_frame(as_frame(episodes))
+    expected = settle_frame(as_frame(episodes), book_with_midyear_change)
     original = cascade.CHUNK_ROWS
     try:
         cascade.CHUNK_ROWS = 1
-        assert settle_frame(as_frame(episodes)).equals(expected)
+        assert settle_frame(as_frame(episodes), book_with_midyear_change).equals(expected)
     finally:
         cascade.CHUNK_ROWS = original
 

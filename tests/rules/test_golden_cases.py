@@ -77,7 +77,7 @@ def test_explanation_names_parameters_with_sources():
         assert line.amount == settlement.amounts[line.layer]
     basic = settlement.lines[0]
     assert any("¥800.00" in p.value for p in basic.parameters)
-    assert "¥50,000.00" in basic.arithmetic[-1]
+    assert "¥50,000.00" in basic.arithmetic[-1].render()
     assert settlement.parameter_set == "golden-city-2024"
 
 

@@ -8,11 +8,15 @@ from importlib import resources
 from pathlib import Path
 
 from fastapi import FastAPI
+from fastapi.openapi.docs import get_redoc_html, get_swagger_ui_html
+from fastapi.responses import HTMLResponse
 from fastapi.staticfiles import StaticFiles
 
 from gongji.api import auth
 from gongji.api.deps import AppContext
+from gongji.api.limits import BodySizeLimit
 from gongji.api.problems import install_problem_handlers
+from gongji.api.throttle import LoginThrottle
 from gongji.core.db import make_engine, migrate, session_factory
 from gongji.core.settings import Settings, get_settings, load_vault
 from gongji.episodes import api as episodes_api
@@ -27,7 +31,14 @@ DESCRIPTION = """\
 * Errors are RFC 9457 problem details (`application/problem+json`) naming the `field` at fault.
 * Each operation lists the roles allowed to call it in `x-roles` (`public` = no token needed);
   others send `Authorization: Bearer <token>` from `POST /api/auth/login`.
+* Request bodies over 1 MiB (`limits.MAX_BODY_BYTES`) are refused with 413 before they are read.
+* Creating operations take an `Idempotency-Key` header (1–255 visible ASCII characters): a retry with
+  the same key and body returns the first response, marked `Idempotent-Replayed: true`, and creates
+  nothing twice; the same key with another body is 422.
 """
+
+#: The API docs pages load only from our origin (their inline set-up script and styles included).
+DOCS_POLICY = "default-src 'self' 'unsafe-inline' data: blob:"
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
@@ -51,11 +62,58 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         yield
         engine.dispose()
 
-    app = FastAPI(title="共济 Gongji", version="0.1.0", description=DESCRIPTION, lifespan=lifespan)
+    app = FastAPI(
+        title="共济 Gongji",
+        version="0.1.0",
+        description=DESCRIPTION,
+        lifespan=lifespan,
+        docs_url=None,
+        redoc_url=None,
+    )
     app.state.gongji = context
+    app.state.login_throttle = LoginThrottle(settings.rate_limit_storage)
     install_problem_handlers(app)
+    app.add_middleware(BodySizeLimit)
     static = Path(str(resources.files("gongji.web").joinpath("static")))
     app.mount("/static", StaticFiles(directory=static), name="static")
-    for router in (auth.router, episodes_api.router, rules_api.router, rules_pages.router):
+    for router in (auth.router, auth.admin_router, episodes_api.router, rules_api.router, rules_pages.router):
         app.include_router(router)
+    _add_docs_routes(app)
     return app
+
+
+def _add_docs_routes(app: FastAPI) -> None:
+    """/docs (Swagger UI) and /redoc from our vendored copies (static/vendor/README.md).
+
+    FastAPI's defaults load them from a CDN, which leaves the pages blank offline and often
+    in mainland China; `data:,` as favicon spares the browser a request for one. The policy
+    header stops anything else reaching out (ReDoc's sidebar logo from its CDN hides itself).
+    """
+
+    def own_origin_only(page: HTMLResponse) -> HTMLResponse:
+        page.headers["Content-Security-Policy"] = DOCS_POLICY
+        return page
+
+    @app.get("/docs", include_in_schema=False, **auth.access(auth.PUBLIC))
+    def swagger_ui() -> HTMLResponse:
+        page = get_swagger_ui_html(
+            openapi_url=app.openapi_url,
+            title=f"{app.title} - Swagger UI",
+            swagger_js_url="/static/vendor/swagger-ui-bundle.js",
+            swagger_css_url="/static/vendor/swagger-ui.css",
+            swagger_favicon_url="data:,",
+            oauth2_redirect_url=None,
+            swagger_ui_parameters={"validatorUrl": None},
+        )
+        return own_origin_only(page)
+
+    @app.get("/redoc", include_in_schema=False, **auth.access(auth.PUBLIC))
+    def redoc() -> HTMLResponse:
+        page = get_redoc_html(
+            openapi_url=app.openapi_url,
+            title=f"{app.title} - ReDoc",
+            redoc_js_url="/static/vendor/redoc.standalone.js",
+            redoc_favicon_url="data:,",
+            with_google_fonts=False,
+        )
+        return own_origin_only(page)

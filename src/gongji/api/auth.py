@@ -5,22 +5,38 @@ OpenAPI (`x-roles`), so the two cannot drift apart and a test can walk
 `app.routes` to prove that no route was left undeclared. `PUBLIC` marks routes
 open to anyone. No token or a bad one is 401; a valid token with a role not
 on the list is 403.
+
+Also here: signing in and out, changing one's password, and the admin's user
+management (用户管理), which share the login protection of gongji.api.throttle.
 """
 
 from __future__ import annotations
 
+import datetime as dt
 from dataclasses import dataclass
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
 
-from gongji.api.auth_service import TOKEN_LIFETIME, authenticate, issue_token, user_for_token
+from gongji.api.auth_service import (
+    TOKEN_LIFETIME,
+    authenticate,
+    change_password,
+    create_user,
+    issue_token,
+    list_users,
+    revoke_token,
+    unlock_user,
+    user_for_token,
+)
 from gongji.api.deps import AppContext, get_context
-from gongji.api.models import ROLES
+from gongji.api.models import ALL_ROLES, ROLES, User
 from gongji.api.problems import problem_responses
-from gongji.core.errors import Forbidden, Unauthorized
+from gongji.api.throttle import LoginThrottle
+from gongji.core.errors import Forbidden, InvalidInput, Unauthorized
+from gongji.core.persistence import utcnow
 
 PUBLIC = "public"
 STAFF = ROLES
@@ -30,19 +46,21 @@ _bearer = HTTPBearer(auto_error=False, description="Token from POST /api/auth/lo
 
 @dataclass(frozen=True)
 class Principal:
-    """The signed-in staff member, detached from any database session."""
+    """The signed-in user (staff or self-service), detached from any database session."""
 
     user_id: int
     username: str
     role: str
     display_name: str
+    #: Regions a staff member works in ("000000" = 全国); empty for self-service accounts.
+    regions: tuple[str, ...] = ()
 
 
 def allow(*roles: str):
     """A dependency that admits callers holding one of `roles`; `allow(PUBLIC)` admits anyone."""
-    unknown = set(roles) - {*ROLES, PUBLIC}
+    unknown = set(roles) - {*ALL_ROLES, PUBLIC}
     if not roles or unknown or (PUBLIC in roles and len(roles) > 1):
-        raise ValueError(f"allow() takes PUBLIC alone or roles from {ROLES}, got {roles}")
+        raise ValueError(f"allow() takes PUBLIC alone or roles from {ALL_ROLES}, got {roles}")
 
     if roles == (PUBLIC,):
 
@@ -63,7 +81,7 @@ def allow(*roles: str):
             user = user_for_token(session, credentials.credentials)
             if user is None:
                 raise Unauthorized("the token is unknown or expired", "Authorization")
-            principal = Principal(user.id, user.username, user.role, user.display_name)
+            principal = Principal(user.id, user.username, user.role, user.display_name, user.regions)
         if principal.role not in roles:
             raise Forbidden(f"role {principal.role!r} may not do this; allowed: {', '.join(roles)}", "role")
         request.state.principal = principal
@@ -84,19 +102,60 @@ def current_principal(request: Request) -> Principal:
 
 
 CurrentPrincipal = Annotated[Principal, Depends(current_principal)]
+Context = Annotated[AppContext, Depends(get_context)]
+
+
+def login_throttle(request: Request) -> LoginThrottle:
+    """The app's own throttle (made by create_app), so two apps never share counts."""
+    return request.app.state.login_throttle
+
+
+Throttle = Annotated[LoginThrottle, Depends(login_throttle)]
+
+
+def client_address(request: Request) -> str:
+    """The caller's address as the server sees it (behind a proxy, run uvicorn with --proxy-headers)."""
+    return request.client.host if request.client else "unknown"
+
 
 router = APIRouter(prefix="/api/auth", tags=["auth"], responses=problem_responses(401, 403, 422))
+admin_router = APIRouter(prefix="/api/admin", tags=["admin"], responses=problem_responses(401, 403, 422))
 
 
-class LoginRequest(BaseModel):
+class Strict(BaseModel):
+    """Request bodies refuse unknown fields (422 naming them), so a misspelt field is not silently ignored."""
+
+    model_config = ConfigDict(extra="forbid")
+
+
+class LoginRequest(Strict):
     username: str = Field(max_length=64, examples=["caseworker"])
     password: str = Field(max_length=1024)
+
+
+class PasswordChangeRequest(Strict):
+    current_password: str = Field(max_length=1024)
+    new_password: str = Field(max_length=1024, description="At least 12 characters, not a common password.")
+
+
+class CreateUserRequest(Strict):
+    username: str = Field(max_length=64, examples=["wang.caseworker"])
+    password: str = Field(max_length=1024, description="At least 12 characters, not a common password.")
+    role: str = Field(description=f"One of {', '.join(ALL_ROLES)}.", examples=["caseworker"])
+    display_name: str = Field(max_length=100, examples=["王审核员"])
+    regions: list[str] = Field(
+        default_factory=list,
+        max_length=100,
+        description='6-digit GB/T 2260 codes the staff member works in; "000000" = whole country. None for family.',
+        examples=[["330100", "510100"]],
+    )
 
 
 class UserOut(BaseModel):
     username: str
     role: str
     display_name: str
+    regions: list[str]
 
 
 class TokenOut(BaseModel):
@@ -106,22 +165,132 @@ class TokenOut(BaseModel):
     user: UserOut
 
 
-@router.post("/login", response_model=TokenOut, **access(PUBLIC))
-def login(body: LoginRequest, context: Annotated[AppContext, Depends(get_context)]) -> TokenOut:
-    """Exchange a username and password for a bearer token valid for 12 hours."""
+class AdminUserOut(BaseModel):
+    id: int
+    username: str
+    role: str
+    display_name: str
+    regions: list[str]
+    active: bool
+    failed_logins: int = Field(description="Wrong passwords since the last successful login or unlock.")
+    locked_until: dt.datetime | None = Field(description="Logins are refused until then (if in the future).")
+    locked: bool
+    created_at: dt.datetime
+    password_changed_at: dt.datetime
+
+
+def _token_out(token: str, user: User) -> TokenOut:
+    return TokenOut(
+        access_token=token,
+        expires_in=int(TOKEN_LIFETIME.total_seconds()),
+        user=UserOut(username=user.username, role=user.role, display_name=user.display_name, regions=user.regions),
+    )
+
+
+def _admin_user_out(user: User) -> AdminUserOut:
+    return AdminUserOut(
+        id=user.id,
+        username=user.username,
+        role=user.role,
+        display_name=user.display_name,
+        regions=user.regions,
+        active=user.active,
+        failed_logins=user.failed_logins,
+        locked_until=user.locked_until,
+        locked=user.locked_at(utcnow()),
+        created_at=user.created_at,
+        password_changed_at=user.password_changed_at,
+    )
+
+
+@router.post("/login", response_model=TokenOut, responses=problem_responses(429), **access(PUBLIC))
+def login(body: LoginRequest, request: Request, context: Context, throttle: Throttle) -> TokenOut:
+    """Exchange a username and password for a bearer token valid for 12 hours.
+
+    Ten wrong passwords for one name, or fifty from one address, within 15 minutes get 429 with
+    Retry-After, as does a locked account; the password is then not checked at all.
+    """
+    address = client_address(request)
+    throttle.check(body.username, address)
     with context.transaction() as session:
         user = authenticate(session, body.username, body.password)
-        if user is None:
-            raise Unauthorized("wrong username or password", "password")
-        token = issue_token(session, user)
-        return TokenOut(
-            access_token=token,
-            expires_in=int(TOKEN_LIFETIME.total_seconds()),
-            user=UserOut(username=user.username, role=user.role, display_name=user.display_name),
-        )
+        answer = _token_out(issue_token(session, user), user) if user is not None else None
+    if answer is None:
+        throttle.failed(body.username, address)
+        raise Unauthorized("wrong username or password", "password")
+    throttle.forget(body.username)
+    return answer
 
 
-@router.get("/me", response_model=UserOut, **access(*STAFF))
+@router.get("/me", response_model=UserOut, **access(*ALL_ROLES))
 def me(principal: CurrentPrincipal) -> UserOut:
     """Who the token belongs to."""
-    return UserOut(username=principal.username, role=principal.role, display_name=principal.display_name)
+    return UserOut(
+        username=principal.username,
+        role=principal.role,
+        display_name=principal.display_name,
+        regions=list(principal.regions),
+    )
+
+
+@router.post("/logout", status_code=204, **access(*ALL_ROLES))
+def logout(credentials: Annotated[HTTPAuthorizationCredentials, Depends(_bearer)], context: Context) -> None:
+    """Revoke the presented token at once (登出), instead of waiting for it to expire."""
+    with context.transaction() as session:
+        revoke_token(session, credentials.credentials)
+
+
+@router.post("/password", response_model=TokenOut, responses=problem_responses(429), **access(*ALL_ROLES))
+def password(
+    body: PasswordChangeRequest, request: Request, principal: CurrentPrincipal, context: Context, throttle: Throttle
+) -> TokenOut:
+    """Change one's password: every token of the user is revoked, and a fresh one is returned.
+
+    A wrong current password counts as a failed login, so a stolen token cannot be used to guess it.
+    """
+    address = client_address(request)
+    throttle.check(principal.username, address)
+    with context.transaction() as session:
+        token = change_password(session, principal.user_id, body.current_password, body.new_password)
+        answer = _token_out(token, session.get(User, principal.user_id)) if token is not None else None
+    if answer is None:
+        throttle.failed(principal.username, address)
+        raise InvalidInput("the current password is wrong", "current_password")
+    return answer
+
+
+@admin_router.get("/users", response_model=list[AdminUserOut], **access("admin"))
+def users(context: Context) -> list[AdminUserOut]:
+    """Every account with its role, regions, failure count and lockout."""
+    with context.transaction() as session:
+        return [_admin_user_out(user) for user in list_users(session)]
+
+
+@admin_router.post(
+    "/users", response_model=AdminUserOut, status_code=201, responses=problem_responses(409), **access("admin")
+)
+def add_user(body: CreateUserRequest, principal: CurrentPrincipal, context: Context) -> AdminUserOut:
+    """Create a staff account (with its regions) or a family (患者家属) account."""
+    with context.transaction() as session:
+        user = create_user(
+            session,
+            body.username,
+            body.password,
+            body.role,
+            body.display_name,
+            regions=body.regions,
+            actor=principal.username,
+        )
+        return _admin_user_out(user)
+
+
+@admin_router.post(
+    "/users/{user_id}/unlock", response_model=AdminUserOut, responses=problem_responses(404), **access("admin")
+)
+def unlock(user_id: int, principal: CurrentPrincipal, context: Context, throttle: Throttle) -> AdminUserOut:
+    """Lift a lockout now (解锁) and clear the account's failed-login count."""
+    with context.transaction() as session:
+        user = unlock_user(session, user_id, actor=principal.username)
+        answer = _admin_user_out(user)
+    throttle.forget(answer.username)
+    return answer

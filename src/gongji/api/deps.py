@@ -9,8 +9,9 @@ from __future__ import annotations
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from typing import Annotated
 
-from fastapi import Request
+from fastapi import Path, Request
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -33,6 +34,12 @@ class AppContext:
         """One request's database work: committed as a whole before the response, or not at all."""
         with transaction(self.sessions) as session:
             yield session
+
+
+#: Largest id an INTEGER key holds on both databases (PostgreSQL int4), and so the largest we accept.
+MAX_ROW_ID = 2**31 - 1
+#: A row id in a URL path (`/persons/{person_id}`): beyond the key's range is 422 naming it, never an overflow.
+RowId = Annotated[int, Path(ge=1, le=MAX_ROW_ID, description="Row id (1 to 2³¹−1).")]
 
 
 def get_context(request: Request) -> AppContext:

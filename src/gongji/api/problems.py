@@ -15,7 +15,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from gongji.core.errors import GongjiError
+from gongji.core.errors import GongjiError, TooManyRequests
 
 PROBLEM_MEDIA_TYPE = "application/problem+json"
 #: Where a request value came from; not part of the field path a client sees.
@@ -45,6 +45,7 @@ _DESCRIPTIONS = {
     404: "No such record",
     409: "Contradicts recorded state",
     422: "Invalid input; `field` names where",
+    429: "Too many failed attempts, or the account is locked; `Retry-After` gives the seconds to wait",
 }
 
 
@@ -95,6 +96,8 @@ def validation_errors(errors) -> list[dict[str, str]]:
 
 async def _domain_error(_request: Request, error: GongjiError) -> JSONResponse:
     headers = {"WWW-Authenticate": "Bearer"} if error.status == 401 else None
+    if isinstance(error, TooManyRequests):
+        headers = {"Retry-After": str(error.retry_after)}
     return problem_response(error.status, error.title, error.detail, field=error.field, headers=headers)
 
 

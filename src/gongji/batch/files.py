@@ -28,6 +28,7 @@ from gongji.rules.cascade import (
     ASSISTANCE_CATEGORIES,
     EPISODE_SCHEMA,
     HOSPITAL_LEVELS,
+    AMOUNT_OUTPUT_COLUMNS,
     OUTPUT_COLUMNS,
     SCHEMES,
     settle_frame,
@@ -114,8 +115,12 @@ def read_episodes(path: Path | str) -> pl.DataFrame:
 
 
 def write_settlement(df: pl.DataFrame, path: Path | str) -> None:
-    """Write OUTPUT_COLUMNS: CSV in yuan with two decimals, Parquet in int64 fen; atomically."""
-    write_table(df.select(OUTPUT_COLUMNS), Path(path), OUTPUT_COLUMNS[1:])
+    """Write OUTPUT_COLUMNS: CSV in yuan with two decimals, Parquet in int64 fen; atomically.
+
+    The `parameter_set` column says which set settled each row, so a region
+    without its own set visibly took the national default.
+    """
+    write_table(df.select(OUTPUT_COLUMNS), Path(path), AMOUNT_OUTPUT_COLUMNS)
 
 
 def settle_file(
@@ -148,7 +153,7 @@ def settle_file(
     phase("写出 write")
     write_settlement(settled, output)
     phase("完成 done")
-    sums = settled.select(pl.col(OUTPUT_COLUMNS[1:]).sum()).row(0, named=True)
+    sums = settled.select(pl.col(AMOUNT_OUTPUT_COLUMNS).sum()).row(0, named=True)
     return SettlementSummary(settled.height, {k: int(v) for k, v in sums.items()}, time.perf_counter() - started)
 
 

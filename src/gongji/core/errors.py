@@ -42,3 +42,14 @@ class Forbidden(GongjiError):
 class Unauthorized(GongjiError):
     status = 401
     title = "Unauthorized"
+
+
+class TooManyRequests(GongjiError):
+    """Refused for now (too many failed attempts, or a locked account); `retry_after` is in seconds."""
+
+    status = 429
+    title = "Too many requests"
+
+    def __init__(self, detail: str, field: str | None = None, *, retry_after: int):
+        super().__init__(detail, field)
+        self.retry_after = retry_after

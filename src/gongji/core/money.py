@@ -10,6 +10,7 @@ the parts always sum to the whole.
 from __future__ import annotations
 
 import re
+import unicodedata
 from decimal import Decimal
 
 from gongji.core.errors import InvalidInput
@@ -19,17 +20,38 @@ BP_PER_UNIT = 10_000
 #: No single amount the platform handles exceeds 100 million yuan.
 MAX_FEN = 100_000_000 * FEN_PER_YUAN
 
-#: Accepted yuan text: optional ¥/￥ sign, digits optionally grouped by commas
-#: in threes, at most two decimals. The CSV reader uses this same pattern.
-YUAN_PATTERN = r"^[¥￥]?\s*(?:\d{1,3}(?:,\d{3})+|\d+)(?:\.\d{0,2})?$"
+#: Full-width digits, comma and point as a Chinese keyboard's 全角 mode types them (１２，３４５．６０).
+_DIGIT = "[0-9０-９]"
+#: Accepted yuan text: optional ¥/￥ sign, digits optionally grouped by commas in threes, at most two
+#: decimals; ASCII or full-width. Explicit [0-9] because \d would also match other scripts' digits.
+#: The OpenAPI schema documents this pattern and the CSV reader (Polars) checks it.
+YUAN_PATTERN = rf"^[¥￥]?[ \u3000]*(?:{_DIGIT}{{1,3}}(?:[,，]{_DIGIT}{{3}})+|{_DIGIT}+)(?:[.．]{_DIGIT}{{0,2}})?$"
 _YUAN_RE = re.compile(YUAN_PATTERN)
 _MINUS_RE = re.compile(r"^\s*[-−]")
-_TOO_PRECISE_RE = re.compile(r"\.\d{3,}\s*$")
+_TOO_PRECISE_RE = re.compile(r"\.[0-9]{3,}\s*$")
+_MAX_WHOLE_DIGITS = len(str(MAX_FEN // FEN_PER_YUAN))
+
+
+def _is_typeable(ch: str) -> bool:
+    """ASCII, the full-width forms (U+FF01–FF5E, ￥), the ideographic space, ¥ and the minus sign."""
+    return ch.isascii() or "\uff01" <= ch <= "\uff5e" or ch in "￥\u3000¥−"
 
 
 def parse_yuan(text: str | int | Decimal, field: str = "amount", *, allow_negative: bool = False) -> int:
-    """Parse a yuan amount typed by a person ("12,345.6", "¥12345.60") into fen, exactly."""
+    """Parse a yuan amount typed by a person ("12,345.6", "¥12345.60", "１２，３４５．６") into fen, exactly.
+
+    Full-width forms are folded to ASCII (NFKC) first; any other script's digits (٣, ๓),
+    superscripts (²) or circled numbers (①) are refused rather than read as numbers.
+    """
     raw = str(text).strip()
+    foreign = next((ch for ch in raw if not _is_typeable(ch)), None)
+    if foreign is not None:
+        raise InvalidInput(
+            f"amount may use only the digits 0–9 (or full-width ０–９), ',', '.' and ¥; "
+            f"{foreign!r} (U+{ord(foreign):04X}) is not allowed",
+            field,
+        )
+    raw = unicodedata.normalize("NFKC", raw).strip()
     negative = False
     if _MINUS_RE.match(raw):
         if not allow_negative:
@@ -38,9 +60,11 @@ def parse_yuan(text: str | int | Decimal, field: str = "amount", *, allow_negati
         raw = _MINUS_RE.sub("", raw, count=1).strip()
     if _TOO_PRECISE_RE.search(raw):
         raise InvalidInput(f"at most two decimals (fen) allowed: {raw!r}", field)
-    if not _YUAN_RE.match(raw):
+    if not _YUAN_RE.fullmatch(raw):
         raise InvalidInput(f"not a yuan amount: {raw!r}", field)
-    digits = raw.lstrip("¥￥").strip().replace(",", "")
+    digits = raw.lstrip("¥").strip().replace(",", "")
+    if len(digits.partition(".")[0].lstrip("0")) > _MAX_WHOLE_DIGITS:
+        raise InvalidInput(f"amount exceeds the ceiling of {format_yuan(MAX_FEN)} yuan: {raw!r}", field)
     fen = int(Decimal(digits) * FEN_PER_YUAN)
     if fen > MAX_FEN:
         raise InvalidInput(f"amount exceeds the ceiling of {format_yuan(MAX_FEN)} yuan: {raw!r}", field)

@@ -9,57 +9,88 @@ from __future__ import annotations
 from typing import Annotated
 
 from fastapi import APIRouter, Depends
+from fastapi import Path as FastApiPath
+from fastapi.responses import JSONResponse
+from sqlalchemy.orm import Session
 
 from gongji.api.auth import STAFF, CurrentPrincipal, access
-from gongji.api.deps import AppContext, get_context
+from gongji.api.deps import AppContext, RowId, get_context
+from gongji.api.idempotency import Idempotent
 from gongji.api.problems import problem_responses
 from gongji.episodes import service
-from gongji.episodes.schemas import CoverageOut, EpisodeCreate, EpisodeOut, PersonCreate, PersonOut, SettleOut
+from gongji.episodes.schemas import (
+    CoverageOut,
+    EpisodeCreate,
+    EpisodeOut,
+    PersonCreate,
+    PersonOut,
+    PersonYearOut,
+    ResettleOut,
+    SettleOut,
+)
 from gongji.rules.schemas import SettlementOut
 
 router = APIRouter(prefix="/api", tags=["episodes"], responses=problem_responses(401, 403, 404, 409, 422))
 Context = Annotated[AppContext, Depends(get_context)]
 WRITERS = ("caseworker", "admin")
+#: A calendar year of settlement (结算年度).
+Year = Annotated[int, FastApiPath(ge=1950, le=2100, description="Calendar year of discharge")]
 
 
 @router.post("/persons", status_code=201, response_model=PersonOut, **access(*WRITERS))
-def create_person(body: PersonCreate, context: Context, principal: CurrentPrincipal) -> PersonOut:
+def create_person(
+    body: PersonCreate, context: Context, principal: CurrentPrincipal, once: Idempotent
+) -> PersonOut | JSONResponse:
     """Register a person. The ID number and name are stored encrypted and only ever shown masked."""
-    with context.transaction() as session:
+
+    def work(session: Session) -> PersonOut:
         person = service.create_person(
             session, context.vault, body.id_number, body.name, body.scheme, body.assistance_category,
             body.inclusive_enrolled, body.region, actor=principal.username,
         )
         return PersonOut.of(person)
 
+    return once.run(work)
+
 
 @router.get("/persons/{person_id}", response_model=PersonOut, **access(*STAFF))
-def get_person(person_id: int, context: Context) -> PersonOut:
+def get_person(person_id: RowId, context: Context) -> PersonOut:
     with context.transaction() as session:
         return PersonOut.of(service.get_person(session, person_id))
 
 
 @router.post("/persons/{person_id}/episodes", status_code=201, response_model=EpisodeOut, **access(*WRITERS))
-def create_episode(person_id: int, body: EpisodeCreate, context: Context, principal: CurrentPrincipal) -> EpisodeOut:
+def create_episode(
+    person_id: RowId, body: EpisodeCreate, context: Context, principal: CurrentPrincipal, once: Idempotent
+) -> EpisodeOut | JSONResponse:
     """Record one hospitalisation of the person with its itemised cost (yuan strings)."""
-    with context.transaction() as session:
+
+    def work(session: Session) -> EpisodeOut:
         episode = service.create_episode(
             session, person_id, body.admission_date, body.discharge_date, body.hospital_level, body.icd10,
-            body.class_a, body.class_b, body.out_of_catalogue, actor=principal.username,
+            body.class_a, body.class_b, body.out_of_catalogue, book=context.book, actor=principal.username,
         )
         return EpisodeOut.of(episode)
 
+    return once.run(work)
+
 
 @router.get("/episodes/{episode_id}", response_model=EpisodeOut, **access(*STAFF))
-def get_episode(episode_id: int, context: Context) -> EpisodeOut:
+def get_episode(episode_id: RowId, context: Context) -> EpisodeOut:
     with context.transaction() as session:
         return EpisodeOut.of(service.get_episode(session, episode_id))
 
 
 @router.post("/episodes/{episode_id}/settle", response_model=SettleOut, **access(*WRITERS))
-def settle(episode_id: int, context: Context, principal: CurrentPrincipal) -> SettleOut:
-    """Settle the statutory layers (基本医保 → 大病保险 → 医疗救助 → 惠民保) once; a second call is 409."""
-    with context.transaction() as session:
+def settle(
+    episode_id: RowId, context: Context, principal: CurrentPrincipal, once: Idempotent
+) -> SettleOut | JSONResponse:
+    """Settle the statutory layers (基本医保 → 大病保险 → 医疗救助 → 惠民保) once; a second call is 409.
+
+    A retry with the same Idempotency-Key returns the first settlement instead of 409.
+    """
+
+    def work(session: Session) -> SettleOut:
         settlement = service.settle_statutory(session, context.book, episode_id, principal.username)
         return SettleOut(
             episode_id=episode_id,
@@ -67,9 +98,25 @@ def settle(episode_id: int, context: Context, principal: CurrentPrincipal) -> Se
             coverage=CoverageOut.of(service.coverage_of(session, episode_id)),
         )
 
+    return once.run(work)
+
 
 @router.get("/episodes/{episode_id}/coverage", response_model=CoverageOut, **access(*STAFF))
-def coverage(episode_id: int, context: Context) -> CoverageOut:
+def coverage(episode_id: RowId, context: Context) -> CoverageOut:
     """What every layer has paid towards the episode, and the residual (剩余自付)."""
     with context.transaction() as session:
         return CoverageOut.of(service.coverage_of(session, episode_id))
+
+
+@router.get("/persons/{person_id}/years/{year}", response_model=PersonYearOut, **access(*STAFF))
+def person_year(person_id: RowId, year: Year, context: Context) -> PersonYearOut:
+    """A person's year at a glance: episodes in order, each layer's payments, year to date against every limit."""
+    with context.transaction() as session:
+        return PersonYearOut.of(service.person_year(session, context.book, person_id, year))
+
+
+@router.post("/persons/{person_id}/years/{year}/resettle", response_model=ResettleOut, **access(*WRITERS))
+def resettle(person_id: RowId, year: Year, context: Context, principal: CurrentPrincipal) -> ResettleOut:
+    """Re-settle a person-year in discharge order; differences become audited adjustment lines (调整)."""
+    with context.transaction() as session:
+        return ResettleOut.of(service.resettle_year(session, context.book, person_id, year, principal.username))

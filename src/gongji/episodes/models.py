@@ -40,7 +40,8 @@ class Person(Base):
     name_enc: Mapped[str] = mapped_column(Text)
     masked_id: Mapped[str] = mapped_column(String(18))
     masked_name: Mapped[str] = mapped_column(String(64))
-    birth_date: Mapped[dt.date] = mapped_column(Date)
+    #: Only the year, for age bands: a full birth date beside the masked ID would narrow it to a few candidates.
+    birth_year: Mapped[int] = mapped_column(SmallInteger)
     sex: Mapped[str] = mapped_column(String(1))
     scheme: Mapped[str] = mapped_column(String(16))
     assistance_category: Mapped[str] = mapped_column(String(24))
@@ -70,6 +71,9 @@ class Episode(Base):
     class_b: Mapped[int] = mapped_column(BigInteger)
     out_of_catalogue: Mapped[int] = mapped_column(BigInteger)
     created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
+    #: When the statutory layers were settled, and under which parameter set; null until then.
+    settled_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
+    parameter_set: Mapped[str | None] = mapped_column(String(64))
 
     @property
     def total(self) -> int:
@@ -77,17 +81,24 @@ class Episode(Base):
         return self.class_a + self.class_b + self.out_of_catalogue
 
 
+#: A payment is positive; an adjustment (from re-settling a year) corrects earlier payments either way.
+COVERAGE_KINDS = ("payment", "adjustment")
+
+
 class Coverage(Base):
-    """One payment by one layer towards one episode, with the rule trace that produced it."""
+    """One payment (or audited adjustment) by one layer towards one episode, with the rule trace behind it."""
 
     __tablename__ = "coverage"
     __table_args__ = (
-        CheckConstraint("amount > 0", name="ck_coverage_amount_positive"),
+        CheckConstraint(
+            "(kind = 'payment' AND amount > 0) OR (kind = 'adjustment' AND amount <> 0)", name="ck_coverage_amount"
+        ),
         Index("ix_coverage_episode_id", "episode_id"),
     )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     episode_id: Mapped[int] = mapped_column(ForeignKey("episodes.id"))
+    kind: Mapped[str] = mapped_column(String(16), default="payment", server_default="payment")
     layer: Mapped[str] = mapped_column(String(32))
     program: Mapped[str] = mapped_column(String(200))
     amount: Mapped[int] = mapped_column(BigInteger)

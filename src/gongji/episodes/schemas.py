@@ -1,6 +1,7 @@
 """Request and response types of persons, episodes and coverage.
 
-Amounts follow `rules.schemas`: yuan strings in, `{fen, yuan}` out. A person's
+Amounts and dates follow `rules.schemas`: yuan strings in, `{fen, yuan}` out;
+ISO dates within the stay window; unknown fields refused. A person's
 raw ID number and name go in once and never come back out: responses carry
 only the masked forms.
 """
@@ -13,10 +14,13 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field
 
 from gongji.episodes.models import Coverage, Episode, Person
-from gongji.episodes.service import CoverageView
+from gongji.rules.rules import NO_CAP
+from gongji.episodes.service import CoverageView, PersonYear, Resettlement
 from gongji.rules.schemas import (
+    AdmissionDate,
     AssistanceCategory,
     CostItems,
+    DischargeDate,
     HospitalLevel,
     Money,
     RegionCode,
@@ -55,10 +59,13 @@ class PersonOut(BaseModel):
 class EpisodeCreate(CostItems):
     """One hospitalisation (住院) of the person, with its itemised cost in yuan."""
 
-    admission_date: dt.date
-    discharge_date: dt.date
+    admission_date: AdmissionDate
+    discharge_date: DischargeDate
     hospital_level: HospitalLevel
-    icd10: str = Field(max_length=16, examples=["I63.9"])
+    icd10: str = Field(
+        max_length=16, pattern=r"^\s*[A-Za-z][0-9]{2}(?:\.[0-9]{1,4})?\s*$", examples=["I63.9"],
+        description="ICD-10 code: a letter, two digits, optional .digits (ASCII only).",
+    )
 
 
 class EpisodeAmounts(BaseModel):
@@ -97,6 +104,7 @@ class EpisodeOut(BaseModel):
 
 class CoverageRecordOut(BaseModel):
     id: int
+    kind: str = Field(description="payment, or adjustment (signed) recorded when a year is re-settled")
     layer: str
     program: str
     amount: Money
@@ -107,7 +115,8 @@ class CoverageRecordOut(BaseModel):
     @classmethod
     def of(cls, record: Coverage) -> CoverageRecordOut:
         return cls(
-            id=record.id, layer=record.layer, program=record.program, amount=Money.of(record.amount),
+            id=record.id, kind=record.kind, layer=record.layer, program=record.program,
+            amount=Money.of(record.amount),
             recorded_at=record.recorded_at, recorded_by=record.recorded_by, explanation=record.explanation,
         )
 
@@ -135,3 +144,88 @@ class SettleOut(BaseModel):
     episode_id: int
     settlement: SettlementOut
     coverage: CoverageOut
+
+
+class YearEpisodeOut(BaseModel):
+    """One episode of the year with what each layer recorded for it (payments and adjustments summed)."""
+
+    episode: EpisodeOut
+    settled: bool
+    parameter_set: str | None
+    paid: dict[str, Money]
+    residual: Money
+
+
+class LayerYearOut(BaseModel):
+    layer: str
+    paid: Money
+    limit: Money | None = Field(description="Annual limit of the set in force at the year's last discharge; null = none")
+    left: Money | None
+
+
+class PersonYearOut(BaseModel):
+    """A person's year at a glance (年度结算概览)."""
+
+    person: PersonOut
+    year: int
+    parameter_set: str | None
+    episodes: list[YearEpisodeOut]
+    layers: list[LayerYearOut]
+    total: Money
+    residual: Money
+
+    @classmethod
+    def of(cls, view: PersonYear) -> PersonYearOut:
+        episodes = []
+        for episode in view.episodes:
+            paid = view.paid[episode.id]
+            episodes.append(
+                YearEpisodeOut(
+                    episode=EpisodeOut.of(episode), settled=episode.settled_at is not None,
+                    parameter_set=episode.parameter_set,
+                    paid={layer: Money.of(amount) for layer, amount in paid.items()},
+                    residual=Money.of(episode.total - sum(paid.values())),
+                )
+            )
+        layers = [
+            LayerYearOut(
+                layer=layer.layer, paid=Money.of(layer.paid),
+                limit=None if layer.limit >= NO_CAP else Money.of(layer.limit),
+                left=None if layer.limit >= NO_CAP else Money.of(max(layer.limit - layer.paid, 0)),
+            )
+            for layer in view.layers
+        ]
+        return cls(
+            person=PersonOut.of(view.person), year=view.year, parameter_set=view.parameter_set, episodes=episodes,
+            layers=layers, total=Money.of(view.total), residual=Money.of(view.residual),
+        )
+
+
+class AdjustmentOut(BaseModel):
+    episode_id: int
+    layer: str
+    recorded: Money
+    recomputed: Money
+    adjustment: Money
+
+
+class ResettleOut(BaseModel):
+    """The year recomputed in discharge order; each difference was recorded as an audited adjustment."""
+
+    person_id: int
+    year: int
+    episodes: int
+    adjustments: list[AdjustmentOut]
+
+    @classmethod
+    def of(cls, result: Resettlement) -> ResettleOut:
+        return cls(
+            person_id=result.person_id, year=result.year, episodes=len(result.settlements),
+            adjustments=[
+                AdjustmentOut(
+                    episode_id=a.episode_id, layer=a.layer, recorded=Money.of(a.recorded),
+                    recomputed=Money.of(a.recomputed), adjustment=Money.of(a.amount),
+                )
+                for a in result.adjustments
+            ],
+        )

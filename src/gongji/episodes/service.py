@@ -18,7 +18,7 @@ from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from gongji.core.audit import AuditLog, record_audit
+from gongji.core.audit import record_audit
 from gongji.core.errors import Conflict, InvalidInput, NotFound
 from gongji.core.identity import (
     IdentityVault,
@@ -30,18 +30,21 @@ from gongji.core.identity import (
     sex,
 )
 from gongji.core.money import check_fen
-from gongji.core.persistence import lock_row
-from gongji.episodes.models import Coverage, Episode, Person
+from gongji.core.persistence import lock_row, utcnow
+from gongji.episodes.models import COVERAGE_KINDS, Coverage, Episode, Person
 from gongji.rules.cascade import (
     ASSISTANCE_CATEGORIES,
     HOSPITAL_LEVELS,
     LAYERS,
     SCHEMES,
     EpisodeInput,
+    RecordedEpisode,
     Settlement,
     explain_person_year,
+    recorded_year,
+    settle_episode,
 )
-from gongji.rules.params import ParameterBook
+from gongji.rules.params import ParameterBook, flat_params
 
 #: Layers after the statutory ones: mutual aid (医疗互助), charity aid (慈善医疗救助), crowdfunding (大病众筹).
 SUPPLEMENTARY_LAYERS = ("mutual_aid", "charity", "crowdfunding")
@@ -102,7 +105,7 @@ def create_person(
         name_enc=vault.encrypt(name, "persons.name_enc"),
         masked_id=mask_id_number(number),
         masked_name=mask_name(name),
-        birth_date=birth_date(number),
+        birth_year=birth_date(number).year,
         sex=sex(number),
         scheme=scheme,
         assistance_category=assistance_category,
@@ -149,10 +152,15 @@ def create_episode(
     class_b: int,
     out_of_catalogue: int,
     *,
+    book: ParameterBook,
     actor: str = "system",
 ) -> Episode:
-    """Record one episode of a registered person with its itemised cost in fen."""
-    get_person(session, person_id)
+    """Record one episode of a registered person with its itemised cost in fen.
+
+    Refused when no statutory parameter set is in force for the person's region
+    on the discharge date: such an episode could never be settled.
+    """
+    person = get_person(session, person_id)
     for field, value in (("admission_date", admission_date), ("discharge_date", discharge_date)):
         if isinstance(value, dt.datetime) or not isinstance(value, dt.date):
             raise InvalidInput("must be a calendar date", field)
@@ -167,6 +175,7 @@ def create_episode(
         field: check_fen(value, field)
         for field, value in (("class_a", class_a), ("class_b", class_b), ("out_of_catalogue", out_of_catalogue))
     }
+    book.resolve(person.region, discharge_date)
     episode = Episode(
         person_id=person_id,
         admission_date=admission_date,
@@ -196,19 +205,9 @@ def get_episode(session: Session, episode_id: int) -> Episode:
 
 
 def list_episodes(session: Session, person_id: int, year: int) -> list[Episode]:
-    """A person's episodes settled in one calendar year (by discharge date), in settlement order.
-
-    Deductibles and caps accumulate over exactly this sequence (年度累计).
-    """
+    """A person's episodes discharged in one calendar year, in settlement order (年度累计 runs over this)."""
     get_person(session, person_id)
-    start, end = dt.date(year, 1, 1), dt.date(year, 12, 31)
-    return list(
-        session.scalars(
-            select(Episode)
-            .where(Episode.person_id == person_id, Episode.discharge_date.between(start, end))
-            .order_by(Episode.discharge_date, Episode.admission_date, Episode.id)
-        )
-    )
+    return _year_episodes(session, person_id, year, settled_only=False)
 
 
 def record_coverage(
@@ -219,8 +218,10 @@ def record_coverage(
     amount: int,
     explanation: Any,
     recorded_by: str | None = None,
+    *,
+    kind: str = "payment",
 ) -> Coverage:
-    """Register one layer's payment towards an episode; refuse anything beyond the residual.
+    """Register one layer's payment (or a signed adjustment) towards an episode; refuse anything beyond the residual.
 
     The episode row is locked (FOR UPDATE on PostgreSQL, the write lock on SQLite)
     so two layers paying at once cannot both see the same residual.
@@ -229,9 +230,11 @@ def record_coverage(
         raise InvalidInput(f"layer must be one of {', '.join(COVERAGE_LAYERS)}", "layer")
     if not isinstance(program, str) or not program.strip() or len(program) > _MAX_PROGRAM:
         raise InvalidInput(f"program must be 1–{_MAX_PROGRAM} characters", "program")
-    check_fen(amount, "amount")
-    if amount <= 0:
-        raise InvalidInput("coverage amount must be positive", "amount")
+    if kind not in COVERAGE_KINDS:
+        raise InvalidInput(f"kind must be one of {', '.join(COVERAGE_KINDS)}", "kind")
+    check_fen(amount, "amount", allow_negative=kind == "adjustment")
+    if amount == 0 or (kind == "payment" and amount < 0):
+        raise InvalidInput("a payment must be positive, an adjustment non-zero", "amount")
     try:
         json.dumps(explanation)
     except (TypeError, ValueError):
@@ -246,8 +249,11 @@ def record_coverage(
         raise Conflict(
             f"coverage of {amount} fen exceeds the residual of {residual} fen (no double compensation)", "amount"
         )
+    if covered + amount < 0 or _covered_by_layer(session, episode_id, layer) + amount < 0:
+        raise Conflict("an adjustment may not take a layer's coverage below zero", "amount")
     record = Coverage(
         episode_id=episode_id,
+        kind=kind,
         layer=layer,
         program=program.strip(),
         amount=amount,
@@ -281,6 +287,13 @@ def _covered(session: Session, episode_id: int) -> int:
     )
 
 
+def _covered_by_layer(session: Session, episode_id: int, layer: str) -> int:
+    query = select(func.coalesce(func.sum(Coverage.amount), 0)).where(
+        Coverage.episode_id == episode_id, Coverage.layer == layer
+    )
+    return int(session.scalar(query))
+
+
 def _check_region(region: str) -> None:
     """A 6-digit GB/T 2260 administrative code whose first two digits are a known province."""
     if not isinstance(region, str) or not REGION_RE.match(region):
@@ -290,52 +303,83 @@ def _check_region(region: str) -> None:
 
 
 SETTLE_ACTION = "episode.settle_statutory"
+RESETTLE_ACTION = "person_year.resettle"
+
+
+def _episode_input(person: Person, episode: Episode) -> EpisodeInput:
+    return EpisodeInput(
+        episode_id=str(episode.id),
+        person_key=person.person_key,
+        scheme=person.scheme,
+        assistance_category=person.assistance_category,
+        inclusive_enrolled=person.inclusive_enrolled,
+        region=person.region,
+        hospital_level=episode.hospital_level,
+        admission_date=episode.admission_date,
+        discharge_date=episode.discharge_date,
+        icd10=episode.icd10,
+        class_a=episode.class_a,
+        class_b=episode.class_b,
+        out_of_catalogue=episode.out_of_catalogue,
+    )
+
+
+def _year_episodes(session: Session, person_id: int, year: int, *, settled_only: bool) -> list[Episode]:
+    """A person's episodes discharged in `year`, in settlement order (discharge, admission, id)."""
+    query = select(Episode).where(
+        Episode.person_id == person_id,
+        Episode.discharge_date.between(dt.date(year, 1, 1), dt.date(year, 12, 31)),
+    )
+    if settled_only:
+        query = query.where(Episode.settled_at.is_not(None))
+    return list(session.scalars(query.order_by(Episode.discharge_date, Episode.admission_date, Episode.id)))
+
+
+def _recorded_by_layer(session: Session, episode_ids: list[int]) -> dict[int, dict[str, int]]:
+    """Σ coverage (payments and adjustments) per episode and layer."""
+    paid: dict[int, dict[str, int]] = {episode_id: {} for episode_id in episode_ids}
+    if not episode_ids:
+        return paid
+    rows = session.execute(
+        select(Coverage.episode_id, Coverage.layer, func.sum(Coverage.amount))
+        .where(Coverage.episode_id.in_(episode_ids))
+        .group_by(Coverage.episode_id, Coverage.layer)
+    )
+    for episode_id, layer, amount in rows:
+        paid[episode_id][layer] = int(amount)
+    return paid
 
 
 def settle_statutory(session: Session, book: ParameterBook, episode_id: int, actor: str) -> Settlement:
-    """Run the statutory cascade for one episode and record one coverage row per paying layer.
+    """Settle the statutory layers of one episode against what is recorded for the person-year, once.
 
-    The person's whole calendar year (by discharge date) is settled so that
-    deductibles and caps carry over from earlier episodes. The episode row is
-    locked first, so two concurrent settlements cannot both pass the
-    "not yet settled" check. The check also reads the audit log, because a
-    settlement in which no layer paid (cost below the deductible) records no
-    coverage row.
+    Each layer pays its entitlement for this episode within what its annual
+    limit has left after everything already recorded for the person's year,
+    whatever order the episodes arrive in (`rules.rules` states the rule).
+    The person row is locked first, so two episodes of one person-year
+    cannot both be settled against the same year-to-date.
     """
+    episode = get_episode(session, episode_id)
+    person = lock_row(session, Person, episode.person_id)
     episode = lock_row(session, Episode, episode_id)
-    if episode is None:
-        raise NotFound(f"no episode {episode_id}", "episode_id")
-    statutory_paid = any(record.layer in LAYERS for record in coverage_of(session, episode_id).records)
-    if statutory_paid or _settled_before(session, episode_id):
+    if episode.settled_at is not None:
         raise Conflict("statutory coverage is already recorded for this episode", "episode_id")
-    person = get_person(session, episode.person_id)
-    year = list_episodes(session, person.id, episode.discharge_date.year)
-    inputs = [
-        EpisodeInput(
-            episode_id=str(ep.id),
-            person_key=person.person_key,
-            scheme=person.scheme,
-            assistance_category=person.assistance_category,
-            inclusive_enrolled=person.inclusive_enrolled,
-            region=person.region,
-            hospital_level=ep.hospital_level,
-            admission_date=ep.admission_date,
-            discharge_date=ep.discharge_date,
-            icd10=ep.icd10,
-            class_a=ep.class_a,
-            class_b=ep.class_b,
-            out_of_catalogue=ep.out_of_catalogue,
-        )
-        for ep in year
-    ]
-    settlement = next(s for s in explain_person_year(inputs, book) if s.episode_id == str(episode_id))
+    settled = _year_episodes(session, person.id, episode.discharge_date.year, settled_only=True)
+    paid = _recorded_by_layer(session, [other.id for other in settled])
+    year = recorded_year(
+        [RecordedEpisode(_episode_input(person, other), other.parameter_set or "", paid[other.id]) for other in settled],
+        book,
+    )
+    settlement = settle_episode(_episode_input(person, episode), book, year)
     for line in settlement.lines:
         if line.amount > 0:
-            explanation = {"parameter_set": settlement.parameter_set, **dataclasses.asdict(line)}
             record_coverage(
                 session, episode_id, line.layer, f"{settlement.parameter_set}:{line.layer}", line.amount,
-                explanation, recorded_by=actor,
+                _explanation(settlement, line), recorded_by=actor,
             )
+    episode.settled_at = utcnow()
+    episode.parameter_set = settlement.parameter_set
+    session.flush()
     record_audit(
         session, actor, SETTLE_ACTION, "episode", episode_id,
         {"parameter_set": settlement.parameter_set, **settlement.amounts},
@@ -343,8 +387,129 @@ def settle_statutory(session: Session, book: ParameterBook, episode_id: int, act
     return settlement
 
 
-def _settled_before(session: Session, episode_id: int) -> bool:
-    query = select(AuditLog.id).where(
-        AuditLog.entity == "episode", AuditLog.entity_id == str(episode_id), AuditLog.action == SETTLE_ACTION
+def _explanation(settlement: Settlement, line) -> dict[str, Any]:
+    note = settlement.parameter_note
+    return {
+        "parameter_set": settlement.parameter_set,
+        "parameter_note": dataclasses.asdict(note) if note else None,
+        **dataclasses.asdict(line),
+    }
+
+
+@dataclass(frozen=True)
+class Adjustment:
+    """One layer of one episode whose recorded total changed on re-settlement."""
+
+    episode_id: int
+    layer: str
+    recorded: int
+    recomputed: int
+
+    @property
+    def amount(self) -> int:
+        return self.recomputed - self.recorded
+
+
+@dataclass(frozen=True)
+class Resettlement:
+    person_id: int
+    year: int
+    settlements: dict[int, Settlement]
+    adjustments: list[Adjustment]
+
+
+def resettle_year(session: Session, book: ParameterBook, person_id: int, year: int, actor: str) -> Resettlement:
+    """Recompute a person-year's settled episodes in discharge order and record the differences.
+
+    Each difference is an audited adjustment line in the coverage registry, so
+    the registry then sums to the recomputed year (the batch path's answer) for
+    every episode and layer. Decreases are recorded before increases, so no
+    episode's residual goes below zero on the way.
+    """
+    person = lock_row(session, Person, person_id)
+    if person is None:
+        raise NotFound(f"no person {person_id}", "person_id")
+    if not 1950 <= year <= 2100:
+        raise InvalidInput("year must lie between 1950 and 2100", "year")
+    settled = _year_episodes(session, person_id, year, settled_only=True)
+    recorded = _recorded_by_layer(session, [episode.id for episode in settled])
+    results = explain_person_year([_episode_input(person, episode) for episode in settled], book)
+    settlements = {episode.id: settlement for episode, settlement in zip(settled, results)}
+    adjustments = [
+        Adjustment(episode.id, layer, recorded[episode.id].get(layer, 0), settlement.amounts[layer])
+        for episode, settlement in zip(settled, results)
+        for layer in LAYERS
+        if recorded[episode.id].get(layer, 0) != settlement.amounts[layer]
+    ]
+    lines = {(line.layer, episode_id): line for episode_id, s in settlements.items() for line in s.lines}
+    for adjustment in sorted(adjustments, key=lambda a: a.amount > 0):
+        settlement = settlements[adjustment.episode_id]
+        explanation = {
+            "recorded": adjustment.recorded, "recomputed": adjustment.recomputed,
+            **_explanation(settlement, lines[(adjustment.layer, adjustment.episode_id)]),
+        }
+        record_coverage(
+            session, adjustment.episode_id, adjustment.layer, f"{settlement.parameter_set}:{adjustment.layer}",
+            adjustment.amount, explanation, recorded_by=actor, kind="adjustment",
+        )
+    for episode in settled:
+        episode.parameter_set = settlements[episode.id].parameter_set
+    session.flush()
+    record_audit(
+        session, actor, RESETTLE_ACTION, "person", person_id,
+        {"year": year, "episodes": len(settled),
+         "adjustments": [[a.episode_id, a.layer, a.recorded, a.recomputed] for a in adjustments]},
     )
-    return session.scalar(query.limit(1)) is not None
+    return Resettlement(person_id, year, settlements, adjustments)
+
+
+@dataclass(frozen=True)
+class LayerYear:
+    """One statutory layer over a person-year: paid so far against its annual limit."""
+
+    layer: str
+    paid: int
+    limit: int
+
+
+@dataclass(frozen=True)
+class PersonYear:
+    """A person's year at a glance (年度结算概览): episodes in order, each layer's payments, limits, residual."""
+
+    person: Person
+    year: int
+    episodes: list[Episode]
+    paid: dict[int, dict[str, int]]
+    layers: list[LayerYear]
+    parameter_set: str | None
+
+    @property
+    def total(self) -> int:
+        return sum(episode.total for episode in self.episodes)
+
+    @property
+    def residual(self) -> int:
+        return self.total - sum(sum(by_layer.values()) for by_layer in self.paid.values())
+
+
+def person_year(session: Session, book: ParameterBook, person_id: int, year: int) -> PersonYear:
+    """The year's episodes with what every layer recorded, and each statutory layer against its limit.
+
+    Limits are those of the set in force at the year's last discharge (or on
+    31 December when the year has no episode yet).
+    """
+    person = get_person(session, person_id)
+    if not 1950 <= year <= 2100:
+        raise InvalidInput("year must lie between 1950 and 2100", "year")
+    episodes = _year_episodes(session, person_id, year, settled_only=False)
+    paid = _recorded_by_layer(session, [episode.id for episode in episodes])
+    on = episodes[-1].discharge_date if episodes else dt.date(year, 12, 31)
+    index = book.resolve_index(person.region, on)
+    layers = []
+    if index is not None:
+        pset = book.sets[index]
+        flat = flat_params(pset, person.scheme, 3, person.assistance_category, person.inclusive_enrolled)
+        limits = dict(zip(LAYERS, (flat.basic_cap, flat.ci_cap, flat.assistance_cap, flat.inclusive_cap)))
+        totals = {layer: sum(by_layer.get(layer, 0) for by_layer in paid.values()) for layer in LAYERS}
+        layers = [LayerYear(layer, totals[layer], limits[layer]) for layer in LAYERS]
+    return PersonYear(person, year, episodes, paid, layers, book.sets[index].id if index is not None else None)

@@ -19,22 +19,35 @@ import numpy as np
 import polars as pl
 
 from gongji.core.errors import InvalidInput
+from gongji.core.identity import province_codes
+from gongji.core.messages import Text
 from gongji.core.money import format_yuan
-from gongji.rules.params import ParameterBook, ParameterSet, assisted_terms, flat_params, load_parameter_book
+from gongji.rules.params import (
+    NATIONAL_REGION,
+    ParameterBook,
+    ParameterSet,
+    assisted_terms,
+    check_region,
+    flat_params,
+    load_parameter_book,
+)
 from gongji.rules.rules import (
     ASSISTANCE_CATEGORIES,
     HOSPITAL_LEVELS,
     LAYERS,
     NO_CAP,
     SCHEMES,
-    Band,
     ArrayOps,
+    Band,
     FlatParams,
     ScalarOps,
+    class_b_selfpay,
     settle_steps,
+    within_limit,
 )
 
 __all__ = [
+    "AMOUNT_OUTPUT_COLUMNS",
     "ASSISTANCE_CATEGORIES",
     "EPISODE_SCHEMA",
     "HOSPITAL_LEVELS",
@@ -42,8 +55,12 @@ __all__ = [
     "OUTPUT_COLUMNS",
     "SCHEMES",
     "EpisodeInput",
+    "RecordedEpisode",
     "Settlement",
+    "YearToDate",
     "explain_person_year",
+    "recorded_year",
+    "settle_episode",
     "settle_frame",
 ]
 
@@ -64,7 +81,9 @@ EPISODE_SCHEMA = {
     "class_b": pl.Int64,
     "out_of_catalogue": pl.Int64,
 }
-OUTPUT_COLUMNS = ("episode_id", "total", *LAYERS, "residual")
+AMOUNT_OUTPUT_COLUMNS = ("total", *LAYERS, "residual")
+#: One row per episode: the parameter set applied, then every amount in fen.
+OUTPUT_COLUMNS = ("episode_id", "parameter_set", *AMOUNT_OUTPUT_COLUMNS)
 LAYER_NAMES = {
     "basic": ("基本医保", "Basic insurance"),
     "critical_illness": ("大病保险", "Critical-illness insurance"),
@@ -103,7 +122,7 @@ class EpisodeInput:
 
 @dataclass(frozen=True)
 class Parameter:
-    name: str
+    name: Text
     value: str
     source: str
 
@@ -117,7 +136,7 @@ class ExplanationLine:
     name_en: str
     base: int
     parameters: list[Parameter]
-    arithmetic: list[str]
+    arithmetic: list[Text]
     amount: int
     applies: bool = True
 
@@ -128,6 +147,8 @@ class Settlement:
     parameter_set: str
     amounts: dict[str, int]
     lines: list[ExplanationLine] = field(default_factory=list)
+    #: Why this set applies when it is not the region's own (e.g. the national default), else None.
+    parameter_note: Text | None = None
 
     @property
     def residual(self) -> int:
@@ -141,6 +162,7 @@ def _check_episode(ep: EpisodeInput) -> None:
         raise InvalidInput(f"unknown assistance category {ep.assistance_category!r}", "assistance_category")
     if ep.hospital_level not in HOSPITAL_LEVELS:
         raise InvalidInput("hospital level must be 1, 2 or 3", "hospital_level")
+    check_region(ep.region)
     for name in ("class_a", "class_b", "out_of_catalogue"):
         if getattr(ep, name) < 0:
             raise InvalidInput("amount must not be negative", name)
@@ -148,8 +170,74 @@ def _check_episode(ep: EpisodeInput) -> None:
         raise InvalidInput("discharge date is before admission date", "discharge_date")
 
 
+class YearToDate:
+    """One person-year so far on the scalar path: running bases and what each layer has recorded."""
+
+    def __init__(self, totals: dict[str, int] | None = None):
+        self.totals = dict(totals or {})
+
+    def cumulate(self, name: str, amount: int) -> tuple[int, int]:
+        before = self.totals.get(name, 0)
+        self.totals[name] = before + amount
+        return before, before + amount
+
+    def pay(self, layer: str, claim: int, cap: int) -> tuple[int, int]:
+        before = self.totals.get(f"paid:{layer}", 0)
+        payment = within_limit(ScalarOps, claim, cap, before)
+        self.totals[f"paid:{layer}"] = before + payment
+        return before, payment
+
+    def paid(self, layer: str) -> int:
+        return self.totals.get(f"paid:{layer}", 0)
+
+
+@dataclass(frozen=True)
+class RecordedEpisode:
+    """An episode already settled for the person-year, with what each statutory layer recorded for it."""
+
+    episode: EpisodeInput
+    parameter_set: str
+    paid: dict[str, int]
+
+
+def recorded_year(settled: Sequence[RecordedEpisode], book: ParameterBook) -> YearToDate:
+    """The person-year as the coverage registry records it, in the form `settle_steps` accumulates.
+
+    Each base is a sum over the settled episodes of quantities fixed by the
+    episode's cost and the payments actually recorded, whatever order the
+    episodes were settled in.
+    """
+    year = YearToDate()
+    by_id = {pset.id: pset for pset in book.sets}
+    for item in settled:
+        ep, paid = item.episode, {layer: item.paid.get(layer, 0) for layer in LAYERS}
+        pset = by_id.get(item.parameter_set) or book.resolve(ep.region, ep.discharge_date)
+        selfpay_b = class_b_selfpay(ep.class_b, pset.class_b_selfpay_share.value)
+        in_policy = ep.class_a + ep.class_b - selfpay_b
+        policy_selfpay = in_policy - paid["basic"]
+        assistance_base = policy_selfpay - paid["critical_illness"]
+        year.cumulate("admissions", 1)
+        year.cumulate("policy_selfpay", policy_selfpay)
+        year.cumulate("assistance_base", assistance_base)
+        year.cumulate("catalogue_residual", selfpay_b + assistance_base - paid["assistance"])
+        year.cumulate("out_of_catalogue", ep.out_of_catalogue)
+        for layer in LAYERS:
+            year.totals[f"paid:{layer}"] = year.paid(layer) + paid[layer]
+    return year
+
+
+def settle_episode(ep: EpisodeInput, book: ParameterBook, year: YearToDate) -> Settlement:
+    """Settle one episode against the person-year so far (which it then joins), and explain every line."""
+    _check_episode(ep)
+    pset, note = book.resolve_with_note(ep.region, ep.discharge_date)
+    params = flat_params(pset, ep.scheme, ep.hospital_level, ep.assistance_category, ep.inclusive_enrolled)
+    steps = settle_steps(ScalarOps, ep.class_a, ep.class_b, ep.out_of_catalogue, params, year)
+    amounts = {key: steps[key] for key in ("total", *LAYERS, "residual")}
+    return Settlement(ep.episode_id, pset.id, amounts, _explain(ep, pset, params, steps), note)
+
+
 def explain_person_year(episodes: Sequence[EpisodeInput], book: ParameterBook | None = None) -> list[Settlement]:
-    """Settle episodes one at a time, carrying each person's year-to-date totals; input order kept."""
+    """Settle episodes one at a time in discharge order, carrying each person's year; input order kept."""
     book = book or default_book()
     for ep in episodes:
         _check_episode(ep)
@@ -157,22 +245,12 @@ def explain_person_year(episodes: Sequence[EpisodeInput], book: ParameterBook | 
         range(len(episodes)),
         key=lambda i: (episodes[i].person_key, episodes[i].discharge_date, episodes[i].admission_date, i),
     )
-    running: dict[tuple[str, int], dict[str, int]] = {}
+    years: dict[tuple[str, int], YearToDate] = {}
     results: dict[int, Settlement] = {}
     for i in order:
         ep = episodes[i]
-        pset = book.resolve(ep.region, ep.discharge_date)
-        params = flat_params(pset, ep.scheme, ep.hospital_level, ep.assistance_category, ep.inclusive_enrolled)
-        year_totals = running.setdefault((ep.person_key, ep.discharge_date.year), {})
-
-        def cumulate(name: str, amount: int, totals=year_totals) -> tuple[int, int]:
-            before = totals.get(name, 0)
-            totals[name] = before + amount
-            return before, before + amount
-
-        steps = settle_steps(ScalarOps, ep.class_a, ep.class_b, ep.out_of_catalogue, params, cumulate)
-        amounts = {key: steps[key] for key in ("total", *LAYERS, "residual")}
-        results[i] = Settlement(ep.episode_id, pset.id, amounts, _explain(ep, pset, params, steps))
+        year = years.setdefault((ep.person_key, ep.discharge_date.year), YearToDate())
+        results[i] = settle_episode(ep, book, year)
     return [results[i] for i in range(len(episodes))]
 
 
@@ -184,37 +262,49 @@ def _pct(bp: int) -> str:
     return f"{bp / 100:g}%"
 
 
+def _limit_step(s: dict, layer: str, cap: int) -> Text:
+    return Text(
+        "paid this year before {before}; annual limit {cap}: min({claim}, {cap} − {before}), not below 0 = {amount}",
+        {"before": _y(s[f"{layer}_paid_before"]), "cap": _y(cap), "claim": _y(s[f"{layer}_claim"]),
+         "amount": _y(s[layer])},
+    )
+
+
 def _explain(ep: EpisodeInput, pset: ParameterSet, p: FlatParams, s: dict) -> list[ExplanationLine]:
     """Turn the intermediate values of `settle_steps` into one readable line per layer."""
     src = pset.source_text
     basic = pset.basic[ep.scheme]
     lines = []
     later = s["admission_number"] > 1
+    level = {"level": str(ep.hospital_level)}
     lines.append(
         ExplanationLine(
             "basic",
             *LAYER_NAMES["basic"],
             base=s["in_policy"],
             parameters=[
-                Parameter("乙类先行自付比例 class-B self-pay share", _pct(p.class_b_selfpay_bp),
+                Parameter(Text("class-B self-pay share"), _pct(p.class_b_selfpay_bp),
                           src(pset.class_b_selfpay_share.source)),
-                Parameter(f"起付线 deductible (level {ep.hospital_level})", _y(p.basic_deductible),
+                Parameter(Text("deductible (level {level} hospital)", level), _y(p.basic_deductible),
                           src(basic.deductible.source)),
-                Parameter("再次住院起付线比例 later-admission share", _pct(p.basic_later_share_bp),
+                Parameter(Text("later-admission share of the deductible"), _pct(p.basic_later_share_bp),
                           src(basic.later_admission_share.source)),
-                Parameter(f"报销比例 rate (level {ep.hospital_level})", _pct(p.basic_rate_bp), src(basic.rate.source)),
-                Parameter("年度最高支付限额 annual cap", _y(p.basic_cap), src(basic.annual_cap.source)),
+                Parameter(Text("reimbursement rate (level {level} hospital)", level), _pct(p.basic_rate_bp),
+                          src(basic.rate.source)),
+                Parameter(Text("annual cap"), _y(p.basic_cap), src(basic.annual_cap.source)),
             ],
             arithmetic=[
-                f"政策范围内 in-policy = {_y(ep.class_a)} + {_y(ep.class_b)} − {_y(ep.class_b)}×"
-                f"{_pct(p.class_b_selfpay_bp)} = {_y(s['in_policy'])}",
-                f"第{s['admission_number']}次住院 admission #{s['admission_number']}: 起付线 deductible = "
-                + (f"{_y(p.basic_deductible)}×{_pct(p.basic_later_share_bp)} = " if later else "")
-                + _y(s["deductible"]),
-                f"应付 claim = max({_y(s['in_policy'])} − {_y(s['deductible'])}, 0) × {_pct(p.basic_rate_bp)}"
-                f" = {_y(s['basic_claim'])}",
-                f"年度累计 year to date {_y(s['basic_claim_before'])} → {_y(s['basic_claim_after'])}, "
-                f"封顶 cap {_y(p.basic_cap)}: min(after, cap) − min(before, cap) = {_y(s['basic'])}",
+                Text("in-policy cost = {a} + {b} − {b} × {share} = {in_policy}",
+                     {"a": _y(ep.class_a), "b": _y(ep.class_b), "share": _pct(p.class_b_selfpay_bp),
+                      "in_policy": _y(s["in_policy"])}),
+                Text("admission no. {n} this year: deductible = {full} × {share} = {deductible}" if later
+                     else "admission no. {n} this year: deductible = {deductible}",
+                     {"n": str(s["admission_number"]), "full": _y(p.basic_deductible),
+                      "share": _pct(p.basic_later_share_bp), "deductible": _y(s["deductible"])}),
+                Text("claim = max({in_policy} − {deductible}, 0) × {rate} = {claim}",
+                     {"in_policy": _y(s["in_policy"]), "deductible": _y(s["deductible"]),
+                      "rate": _pct(p.basic_rate_bp), "claim": _y(s["basic_claim"])}),
+                _limit_step(s, "basic", p.basic_cap),
             ],
             amount=s["basic"],
         )
@@ -222,21 +312,25 @@ def _explain(ep: EpisodeInput, pset: ParameterSet, p: FlatParams, s: dict) -> li
 
     ci = pset.critical_illness[ep.scheme]
     if ci is None:
-        ci_params, ci_math = [], ["本险种无此层 not part of this scheme in this region"]
+        ci_params, ci_math = [], [Text("not part of this scheme in this region")]
     else:
         assisted = assisted_terms(pset, ep.scheme, ep.assistance_category)
         bands = ", ".join(f"{_y(b.lower)}+: {_pct(b.rate_bp)}" for b in p.ci_bands)
         ci_params = [
-            Parameter("起付线 threshold" + (" (困难群众 assisted)" if assisted else ""), _y(p.ci_threshold),
+            Parameter(Text("threshold (assisted people)" if assisted else "threshold"), _y(p.ci_threshold),
                       src((assisted or ci).threshold.source)),
-            Parameter("分段比例 tiered rates" + (" (+倾斜 bonus)" if assisted else ""), bands, src(ci.bands.source)),
-            Parameter("年度限额 annual cap", _y(p.ci_cap), src((assisted or ci).annual_cap.source)),
+            Parameter(Text("tiered rates (with the assisted bonus)" if assisted else "tiered rates"), bands,
+                      src(ci.bands.source)),
+            Parameter(Text("annual cap"), _y(p.ci_cap), src((assisted or ci).annual_cap.source)),
         ]
         ci_math = [
-            f"本次政策内自付 in-policy self-pay = {_y(s['in_policy'])} − {_y(s['basic'])} = {_y(s['policy_selfpay'])}",
-            f"年度累计 year to date {_y(s['policy_selfpay_before'])} → {_y(s['policy_selfpay_after'])}",
-            f"G(x) = min(Σ bands of max(x − {_y(p.ci_threshold)}, 0), {_y(p.ci_cap)}); "
-            f"G(after) − G(before) = {_y(s['critical_illness'])}",
+            Text("in-policy self-pay = {in_policy} − {basic} = {selfpay}",
+                 {"in_policy": _y(s["in_policy"]), "basic": _y(s["basic"]), "selfpay": _y(s["policy_selfpay"])}),
+            Text("year to date {before} → {after}",
+                 {"before": _y(s["policy_selfpay_before"]), "after": _y(s["policy_selfpay_after"])}),
+            Text("G(x) = Σ bands of max(x − {threshold}, 0); claim = G(after) − G(before) = {claim}",
+                 {"threshold": _y(p.ci_threshold), "claim": _y(s["critical_illness_claim"])}),
+            _limit_step(s, "critical_illness", p.ci_cap),
         ]
     lines.append(
         ExplanationLine("critical_illness", ci.name_zh if ci else LAYER_NAMES["critical_illness"][0],
@@ -246,20 +340,24 @@ def _explain(ep: EpisodeInput, pset: ParameterSet, p: FlatParams, s: dict) -> li
 
     aid = pset.assistance.get(ep.assistance_category)
     if aid is None:
-        aid_params, aid_math = [], ["非医疗救助对象 not in an assistance category"]
+        aid_params, aid_math = [], [Text("not in an assistance category")]
     else:
         aid_params = [
-            Parameter(f"救助类别 category {ep.assistance_category}", "", ""),
-            Parameter("年度起付线 annual deductible", _y(p.assistance_deductible), src(aid.deductible.source)),
-            Parameter("救助比例 rate", _pct(p.assistance_rate_bp), src(aid.rate.source)),
-            Parameter("年度救助限额 annual limit", _y(p.assistance_cap), src(aid.annual_cap.source)),
+            Parameter(Text("assistance category"), ep.assistance_category, ""),
+            Parameter(Text("annual deductible"), _y(p.assistance_deductible), src(aid.deductible.source)),
+            Parameter(Text("assistance rate"), _pct(p.assistance_rate_bp), src(aid.rate.source)),
+            Parameter(Text("annual limit"), _y(p.assistance_cap), src(aid.annual_cap.source)),
         ]
         aid_math = [
-            f"政策内剩余 in-policy residual = {_y(s['policy_selfpay'])} − {_y(s['critical_illness'])}"
-            f" = {_y(s['assistance_base'])}",
-            f"年度累计 year to date {_y(s['assistance_base_before'])} → {_y(s['assistance_base_after'])}",
-            f"H(x) = min(max(x − {_y(p.assistance_deductible)}, 0) × {_pct(p.assistance_rate_bp)}, "
-            f"{_y(p.assistance_cap)}); H(after) − H(before) = {_y(s['assistance'])}",
+            Text("in-policy residual = {selfpay} − {ci} = {base}",
+                 {"selfpay": _y(s["policy_selfpay"]), "ci": _y(s["critical_illness"]),
+                  "base": _y(s["assistance_base"])}),
+            Text("year to date {before} → {after}",
+                 {"before": _y(s["assistance_base_before"]), "after": _y(s["assistance_base_after"])}),
+            Text("H(x) = max(x − {deductible}, 0) × {rate}; claim = H(after) − H(before) = {claim}",
+                 {"deductible": _y(p.assistance_deductible), "rate": _pct(p.assistance_rate_bp),
+                  "claim": _y(s["assistance_claim"])}),
+            _limit_step(s, "assistance", p.assistance_cap),
         ]
     lines.append(
         ExplanationLine("assistance", *LAYER_NAMES["assistance"], s["assistance_base"], aid_params, aid_math,
@@ -268,25 +366,29 @@ def _explain(ep: EpisodeInput, pset: ParameterSet, p: FlatParams, s: dict) -> li
 
     hmb = pset.inclusive
     if hmb is None or not ep.inclusive_enrolled:
-        reason = "本地区无惠民保 none in this region" if hmb is None else "未参保惠民保 not enrolled"
+        reason = Text("none in this region" if hmb is None else "not enrolled")
         hmb_params, hmb_math = [], [reason]
     else:
         hmb_params = [
-            Parameter("年度免赔额 annual deductible", _y(p.inclusive_deductible), src(hmb.deductible.source)),
-            Parameter("目录内比例 in-catalogue rate", _pct(p.inclusive_rate_in_bp), src(hmb.rate_in_catalogue.source)),
-            Parameter("目录外比例 out-of-catalogue rate", _pct(p.inclusive_rate_out_bp),
+            Parameter(Text("annual deductible"), _y(p.inclusive_deductible), src(hmb.deductible.source)),
+            Parameter(Text("in-catalogue rate"), _pct(p.inclusive_rate_in_bp), src(hmb.rate_in_catalogue.source)),
+            Parameter(Text("out-of-catalogue rate"), _pct(p.inclusive_rate_out_bp),
                       src(hmb.rate_out_of_catalogue.source)),
-            Parameter("年度保额 annual cap", _y(p.inclusive_cap), src(hmb.annual_cap.source)),
+            Parameter(Text("annual cap"), _y(p.inclusive_cap), src(hmb.annual_cap.source)),
         ]
         hmb_math = [
-            f"目录内个人负担 in-catalogue residual = {_y(s['class_b_selfpay'])} + {_y(s['assistance_base'])}"
-            f" − {_y(s['assistance'])} = {_y(s['catalogue_residual'])}; 目录外 out-of-catalogue "
-            f"{_y(ep.out_of_catalogue)}",
-            f"年度累计 year to date: 目录内 {_y(s['catalogue_residual_before'])} → "
-            f"{_y(s['catalogue_residual_after'])}, 目录外 {_y(s['out_of_catalogue_before'])} → "
-            f"{_y(s['out_of_catalogue_after'])}",
-            f"K = min((目录内 − 免赔) × {_pct(p.inclusive_rate_in_bp)} + (目录外 − 剩余免赔) × "
-            f"{_pct(p.inclusive_rate_out_bp)}, {_y(p.inclusive_cap)}); K(after) − K(before) = {_y(s['inclusive'])}",
+            Text("in-catalogue residual = {selfpay_b} + {base} − {aid} = {residual}; out of catalogue {out}",
+                 {"selfpay_b": _y(s["class_b_selfpay"]), "base": _y(s["assistance_base"]),
+                  "aid": _y(s["assistance"]), "residual": _y(s["catalogue_residual"]),
+                  "out": _y(ep.out_of_catalogue)}),
+            Text("year to date: in catalogue {in_before} → {in_after}, out of catalogue {out_before} → {out_after}",
+                 {"in_before": _y(s["catalogue_residual_before"]), "in_after": _y(s["catalogue_residual_after"]),
+                  "out_before": _y(s["out_of_catalogue_before"]), "out_after": _y(s["out_of_catalogue_after"])}),
+            Text("K = (in catalogue − deductible) × {rate_in} + (out of catalogue − deductible left) × {rate_out}; "
+                 "claim = K(after) − K(before) = {claim}",
+                 {"rate_in": _pct(p.inclusive_rate_in_bp), "rate_out": _pct(p.inclusive_rate_out_bp),
+                  "claim": _y(s["inclusive_claim"])}),
+            _limit_step(s, "inclusive", p.inclusive_cap),
         ]
     lines.append(
         ExplanationLine("inclusive", hmb.name_zh if hmb else LAYER_NAMES["inclusive"][0], LAYER_NAMES["inclusive"][1],
@@ -359,6 +461,8 @@ def _validate_frame(frame: pl.DataFrame) -> None:
         "class_b": pl.col("class_b") < 0,
         "out_of_catalogue": pl.col("out_of_catalogue") < 0,
         "discharge_date": pl.col("discharge_date") < pl.col("admission_date"),
+        "region": ~pl.col("region").str.contains(r"^[0-9]{6}$")
+        | ~(pl.col("region").str.slice(0, 2).is_in(list(province_codes())) | (pl.col("region") == NATIONAL_REGION)),
         "inclusive_enrolled": pl.lit(False),
         "person_key": pl.lit(False),
     }
@@ -380,6 +484,41 @@ def _chunk_bounds(group_starts: np.ndarray, rows: int) -> list[int]:
     return bounds
 
 
+class _ColumnYear:
+    """Person-years as columns: rows sorted by person, year and date; `starts` marks each year's first row.
+
+    Running bases are grouped cumulative sums. What a layer pays depends on
+    what it paid for the year's earlier episodes, so `pay` walks the episodes'
+    positions within their year (first episodes of every person-year at once,
+    then the second ones, …): a handful of steps, each over whole columns.
+    """
+
+    def __init__(self, starts: np.ndarray):
+        self.rows = len(starts)
+        self.group_starts = np.flatnonzero(starts)
+        self.group_lengths = np.diff(np.append(self.group_starts, self.rows))
+        position = np.arange(self.rows) - np.repeat(self.group_starts, self.group_lengths)
+        by_position = np.argsort(position, kind="stable")
+        self.positions = np.split(by_position, np.cumsum(np.bincount(position))[:-1]) if self.rows else []
+
+    def cumulate(self, _name: str, amount):
+        amount = np.broadcast_to(amount, (self.rows,))
+        running = np.cumsum(amount)
+        after = running - np.repeat((running - amount)[self.group_starts], self.group_lengths)
+        return after - amount, after
+
+    def pay(self, _layer: str, claim, cap):
+        claim = np.broadcast_to(claim, (self.rows,))
+        cap = np.broadcast_to(cap, (self.rows,))
+        before = np.zeros(self.rows, dtype=np.int64)
+        payment = np.zeros(self.rows, dtype=np.int64)
+        for position, rows in enumerate(self.positions):
+            if position:
+                before[rows] = before[rows - 1] + payment[rows - 1]
+            payment[rows] = within_limit(ArrayOps, claim[rows], cap[rows], before[rows])
+        return before, payment
+
+
 def _settle_chunk(columns: dict[str, np.ndarray], table: dict[str, np.ndarray], band_count: int) -> dict:
     """Run `settle_steps` on a run of whole person-years, sorted by person and date."""
     combo = columns["combo"]
@@ -391,18 +530,9 @@ def _settle_chunk(columns: dict[str, np.ndarray], table: dict[str, np.ndarray], 
             for k in range(band_count)
         ),
     )
-    group_starts = np.flatnonzero(columns["start"])
-    group_lengths = np.diff(np.append(group_starts, len(combo)))
-
-    def cumulate(_name: str, amount):
-        """Year-to-date totals per person: a running sum minus the running sum at the group's start."""
-        amount = np.broadcast_to(amount, combo.shape)
-        running = np.cumsum(amount)
-        after = running - np.repeat((running - amount)[group_starts], group_lengths)
-        return after - amount, after
-
     return settle_steps(
-        ArrayOps, columns["class_a"], columns["class_b"], columns["out_of_catalogue"], params, cumulate
+        ArrayOps, columns["class_a"], columns["class_b"], columns["out_of_catalogue"], params,
+        _ColumnYear(columns["start"]),
     )
 
 
@@ -452,10 +582,17 @@ def settle_frame(episodes: pl.DataFrame, book: ParameterBook | None = None) -> p
         for name in ("class_a", "class_b", "out_of_catalogue", "combo", "start")
     }
     positions = order.to_numpy()
-    settled = {name: np.empty(rows, dtype=np.int64) for name in OUTPUT_COLUMNS[1:]}
+    settled = {name: np.empty(rows, dtype=np.int64) for name in AMOUNT_OUTPUT_COLUMNS}
     bounds = _chunk_bounds(np.flatnonzero(arrays["start"]), rows)
     for low, high in zip(bounds[:-1], bounds[1:]):
         steps = _settle_chunk({name: values[low:high] for name, values in arrays.items()}, table, band_count)
         for name, column in settled.items():
             column[positions[low:high]] = steps[name]
-    return pl.DataFrame({"episode_id": episodes.get_column("episode_id"), **settled})
+    set_ids = pl.Series([pset.id for pset in book.sets], dtype=pl.String)
+    return pl.DataFrame(
+        {
+            "episode_id": episodes.get_column("episode_id"),
+            "parameter_set": set_ids.gather(keyed.get_column("set_index")),
+            **settled,
+        }
+    )

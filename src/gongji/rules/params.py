@@ -20,6 +20,8 @@ import yaml
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, model_validator
 
 from gongji.core.errors import GongjiError, InvalidInput
+from gongji.core.identity import province_codes
+from gongji.core.messages import Text
 from gongji.core.money import parse_yuan, percent_to_bp
 from gongji.rules.rules import ASSISTANCE_CATEGORIES, HOSPITAL_LEVELS, NO_CAP, SCHEMES, FlatParams
 from gongji.rules.rules import Band as RateBand
@@ -264,10 +266,32 @@ class ParameterBook:
         return None
 
     def resolve(self, region: str, on: dt.date) -> ParameterSet:
+        return self.resolve_with_note(region, on)[0]
+
+    def resolve_with_note(self, region: str, on: dt.date) -> tuple[ParameterSet, Text | None]:
+        """The set in force, and why when it is not the region's own (a city's set for its district, or the
+        national default for a region without one), so no answer silently borrows another region's rules."""
+        check_region(region)
         index = self.resolve_index(region, on)
         if index is None:
             raise InvalidInput(f"no statutory parameters in force for region {region} on {on}", "discharge_date")
-        return self.sets[index]
+        pset = self.sets[index]
+        if pset.region == region:
+            return pset, None
+        template = (
+            "region {region} has no parameter set of its own in force on {date}; the national default {set} applies"
+            if pset.region == NATIONAL_REGION
+            else "region {region} has no parameter set of its own in force on {date}; {set} of region {owner} applies"
+        )
+        return pset, Text(template, {"region": region, "date": on.isoformat(), "set": pset.id, "owner": pset.region})
+
+
+def check_region(region: str) -> None:
+    """A six-digit GB/T 2260 code of a known province, or 000000 for the national default."""
+    if not (isinstance(region, str) and len(region) == 6 and region.isascii() and region.isdigit()):
+        raise InvalidInput("region must be a six-digit GB/T 2260 code", "region")
+    if region != NATIONAL_REGION and region[:2] not in province_codes():
+        raise InvalidInput("unknown province in region code (GB/T 2260)", "region")
 
 
 def load_parameter_book(directory: Path | str | None = None) -> ParameterBook:

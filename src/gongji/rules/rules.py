@@ -5,10 +5,16 @@ same code runs on Python ints (the `explain` path, one episode at a time) and
 on NumPy arrays (the vectorised path over a whole table). All amounts are
 integer fen, rates integer basis points, rounding by `core.money.apply_rate`.
 
-Accumulation over a person's calendar year is expressed as benefit functions
-of the year's cumulative base: an episode is paid F(cumulative after) −
-F(cumulative before). Because F is monotone with slope ≤ 1, no episode is ever
-paid more than its own base, and the year's payments sum to F(year total).
+Accumulation over a person's calendar year follows one rule, on every path:
+an episode is paid its layer's entitlement — the layer's formula applied to
+the year's cumulative base under the parameter set in force at the episode's
+discharge, counting only this episode's increment — but never more than the
+annual limit minus what the layer has already recorded for the person-year,
+and never below zero. So a late-arriving earlier episode cannot be paid a cap
+or a deductible a second time, a cap raised mid-year pays up to the new cap,
+and a deductible lowered mid-year does not pay an earlier episode's costs
+through a later, cheaper one. Formulas have slope ≤ 1, so no episode is ever
+paid more than its own base.
 """
 
 from __future__ import annotations
@@ -96,78 +102,86 @@ def basic_deductible(ops, deductible, later_share_bp, admission_number):
 
 
 def basic_claim(ops, in_policy, deductible, rate_bp):
-    """基本医保 before the annual cap: rate × (in-policy cost above the deductible)."""
+    """基本医保 entitlement of one admission: rate × (in-policy cost above its deductible)."""
     return apply_rate(ops.max(in_policy - deductible, 0), rate_bp)
 
 
-def capped(ops, cumulative, cap):
-    """The annual cap (最高支付限额) applied to a cumulative amount."""
-    return ops.min(cumulative, cap)
+def within_limit(ops, entitlement, cap, paid_before):
+    """What a layer pays now: its entitlement, within what the annual limit (年度限额) has left."""
+    return ops.max(ops.min(entitlement, cap - paid_before), 0)
 
 
-def tiered_benefit(ops, cumulative_selfpay, threshold, bands, cap):
-    """大病保险 on the year's cumulative in-policy self-pay: tiered rates above the threshold, capped."""
+def tiered_benefit(ops, cumulative_selfpay, threshold, bands):
+    """大病保险 on the year's cumulative in-policy self-pay: tiered rates above the threshold (before the cap)."""
     above = ops.max(cumulative_selfpay - threshold, 0)
     benefit = 0
     for band in bands:
         in_band = ops.min(ops.max(above - band.lower, 0), band.width)
         benefit = benefit + apply_rate(in_band, band.rate_bp)
-    return ops.min(benefit, cap)
+    return benefit
 
 
-def assistance_benefit(ops, cumulative_base, deductible, rate_bp, cap):
-    """医疗救助: rate × the year's in-policy residual above the annual deductible, within the limit."""
-    return ops.min(apply_rate(ops.max(cumulative_base - deductible, 0), rate_bp), cap)
+def assistance_benefit(ops, cumulative_base, deductible, rate_bp):
+    """医疗救助: rate × the year's in-policy residual above the annual deductible (before the limit)."""
+    return apply_rate(ops.max(cumulative_base - deductible, 0), rate_bp)
 
 
-def inclusive_benefit(ops, cumulative_in, cumulative_out, deductible, rate_in_bp, rate_out_bp, cap):
-    """惠民保: one annual deductible absorbed first by in-catalogue residual, then out-of-catalogue."""
+def inclusive_benefit(ops, cumulative_in, cumulative_out, deductible, rate_in_bp, rate_out_bp):
+    """惠民保: one annual deductible absorbed first by in-catalogue residual, then out-of-catalogue (before the cap)."""
     absorbed_in = ops.min(cumulative_in, deductible)
     eligible_in = cumulative_in - absorbed_in
     eligible_out = ops.max(cumulative_out - (deductible - absorbed_in), 0)
-    return ops.min(apply_rate(eligible_in, rate_in_bp) + apply_rate(eligible_out, rate_out_bp), cap)
+    return apply_rate(eligible_in, rate_in_bp) + apply_rate(eligible_out, rate_out_bp)
 
 
-def settle_steps(ops, class_a, class_b, out_of_catalogue, p: FlatParams, cumulate):
+def settle_steps(ops, class_a, class_b, out_of_catalogue, p: FlatParams, year):
     """The whole cascade for one episode, as named intermediate values.
 
-    `cumulate(name, amount)` is supplied by the runner: it returns the year's
-    running total of `name` for this person before and after this episode.
-    The scalar runner keeps a dict; the vectorised runner takes grouped cumulative sums.
+    `year` is the person-year so far, supplied by the runner:
+    `year.cumulate(name, amount)` returns the running total of a base before
+    and after this episode; `year.pay(layer, claim, cap)` returns what the
+    layer had recorded before this episode and what it pays now
+    (`within_limit`). The scalar runner keeps a dict (seeded from the database when
+    an episode is settled on its own); the vectorised runner works on whole
+    columns of person-years.
     """
     s = {"total": class_a + class_b + out_of_catalogue}
     s["class_b_selfpay"] = class_b_selfpay(class_b, p.class_b_selfpay_bp)
     s["in_policy"] = class_a + class_b - s["class_b_selfpay"]
 
-    _, s["admission_number"] = cumulate("admissions", 1)
+    _, s["admission_number"] = year.cumulate("admissions", 1)
     s["deductible"] = basic_deductible(ops, p.basic_deductible, p.basic_later_share_bp, s["admission_number"])
     s["basic_claim"] = basic_claim(ops, s["in_policy"], s["deductible"], p.basic_rate_bp)
-    s["basic_claim_before"], s["basic_claim_after"] = cumulate("basic_claim", s["basic_claim"])
-    s["basic"] = capped(ops, s["basic_claim_after"], p.basic_cap) - capped(ops, s["basic_claim_before"], p.basic_cap)
+    s["basic_paid_before"], s["basic"] = year.pay("basic", s["basic_claim"], p.basic_cap)
 
     s["policy_selfpay"] = s["in_policy"] - s["basic"]
-    s["policy_selfpay_before"], s["policy_selfpay_after"] = cumulate("policy_selfpay", s["policy_selfpay"])
-    ci = [p.ci_threshold, p.ci_bands, p.ci_cap]
-    s["critical_illness"] = tiered_benefit(ops, s["policy_selfpay_after"], *ci) - tiered_benefit(
+    s["policy_selfpay_before"], s["policy_selfpay_after"] = year.cumulate("policy_selfpay", s["policy_selfpay"])
+    ci = [p.ci_threshold, p.ci_bands]
+    s["critical_illness_claim"] = tiered_benefit(ops, s["policy_selfpay_after"], *ci) - tiered_benefit(
         ops, s["policy_selfpay_before"], *ci
+    )
+    s["critical_illness_paid_before"], s["critical_illness"] = year.pay(
+        "critical_illness", s["critical_illness_claim"], p.ci_cap
     )
 
     s["assistance_base"] = s["policy_selfpay"] - s["critical_illness"]
-    s["assistance_base_before"], s["assistance_base_after"] = cumulate("assistance_base", s["assistance_base"])
-    ma = [p.assistance_deductible, p.assistance_rate_bp, p.assistance_cap]
-    s["assistance"] = assistance_benefit(ops, s["assistance_base_after"], *ma) - assistance_benefit(
+    s["assistance_base_before"], s["assistance_base_after"] = year.cumulate("assistance_base", s["assistance_base"])
+    ma = [p.assistance_deductible, p.assistance_rate_bp]
+    s["assistance_claim"] = assistance_benefit(ops, s["assistance_base_after"], *ma) - assistance_benefit(
         ops, s["assistance_base_before"], *ma
     )
+    s["assistance_paid_before"], s["assistance"] = year.pay("assistance", s["assistance_claim"], p.assistance_cap)
 
     s["catalogue_residual"] = s["class_b_selfpay"] + s["assistance_base"] - s["assistance"]
-    s["catalogue_residual_before"], s["catalogue_residual_after"] = cumulate(
+    s["catalogue_residual_before"], s["catalogue_residual_after"] = year.cumulate(
         "catalogue_residual", s["catalogue_residual"]
     )
-    s["out_of_catalogue_before"], s["out_of_catalogue_after"] = cumulate("out_of_catalogue", out_of_catalogue)
-    hmb = [p.inclusive_deductible, p.inclusive_rate_in_bp, p.inclusive_rate_out_bp, p.inclusive_cap]
-    s["inclusive"] = inclusive_benefit(
+    s["out_of_catalogue_before"], s["out_of_catalogue_after"] = year.cumulate("out_of_catalogue", out_of_catalogue)
+    hmb = [p.inclusive_deductible, p.inclusive_rate_in_bp, p.inclusive_rate_out_bp]
+    s["inclusive_claim"] = inclusive_benefit(
         ops, s["catalogue_residual_after"], s["out_of_catalogue_after"], *hmb
     ) - inclusive_benefit(ops, s["catalogue_residual_before"], s["out_of_catalogue_before"], *hmb)
+    s["inclusive_paid_before"], s["inclusive"] = year.pay("inclusive", s["inclusive_claim"], p.inclusive_cap)
 
     s["residual"] = s["total"] - s["basic"] - s["critical_illness"] - s["assistance"] - s["inclusive"]
     return s

@@ -4,17 +4,23 @@ Money in: yuan as a JSON *string* ("12,345.60", "¥800", "500.5"), at most two
 decimals, parsed exactly by `core.money.parse_yuan` into integer fen. JSON
 numbers are refused so that no amount ever passes through a float.
 Money out: both forms, `{"fen": 1234560, "yuan": "12,345.60"}`.
+Dates in: ISO strings ("2024-03-04") within the window a stay can have: from
+1950-01-01 to today in China (UTC+8), discharge not before admission. A JSON
+number is refused, so `0` never turns into 1970-01-01.
+Unknown fields are refused (422 naming each), so a misspelt field is never silently dropped.
 """
 
 from __future__ import annotations
 
-import dataclasses
 import datetime as dt
+import re
+from collections.abc import Callable
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, WithJsonSchema
+from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, ValidationInfo, WithJsonSchema
 
 from gongji.core.errors import InvalidInput
+from gongji.core.messages import identity
 from gongji.core.money import YUAN_PATTERN, format_yuan, parse_yuan
 from gongji.rules.cascade import ASSISTANCE_CATEGORIES, HOSPITAL_LEVELS, SCHEMES, ExplanationLine, Settlement
 from gongji.rules.params import ParameterBook, ParameterSet
@@ -44,10 +50,61 @@ YuanText = Annotated[
     ),
 ]
 
+#: No stay the platform settles is older; earlier dates (0001-01-01, 1900-01-01) are typos or placeholders.
+EARLIEST_STAY = dt.date(1950, 1, 1)
+#: China Standard Time has no daylight saving, so a fixed offset is exact.
+CHINA_TIME = dt.timezone(dt.timedelta(hours=8), "CST")
+_ISO_DATE_RE = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}")
+
+
+def today_in_china() -> dt.date:
+    """The calendar day hospitals in China date their stays by."""
+    return dt.datetime.now(CHINA_TIME).date()
+
+
+def _iso_date_text(value: Any) -> Any:
+    """Only "YYYY-MM-DD" text (or a date from Python callers); pydantic then checks the calendar."""
+    if isinstance(value, dt.date) and not isinstance(value, dt.datetime):
+        return value
+    if not isinstance(value, str) or not _ISO_DATE_RE.fullmatch(value):
+        raise ValueError('send the date as ISO text "YYYY-MM-DD", e.g. "2024-03-04"')
+    return value
+
+
+def _within_stay_window(value: dt.date) -> dt.date:
+    today = today_in_china()
+    if value < EARLIEST_STAY:
+        raise ValueError(f"must not be before {EARLIEST_STAY.isoformat()}")
+    if value > today:
+        raise ValueError(f"must not be after today ({today.isoformat()}, China time)")
+    return value
+
+
+def _not_before_admission(value: dt.date, info: ValidationInfo) -> dt.date:
+    """Runs on the field, not the model, so it reports together with other fields' errors."""
+    admission = info.data.get("admission_date")
+    if admission is not None and value < admission:
+        raise ValueError(f"discharge date is before admission date ({admission.isoformat()})")
+    return value
+
+
+_WINDOW = f"ISO date, from {EARLIEST_STAY.isoformat()} to today (China time)"
+#: 入院日期: ISO text within the stay window.
+AdmissionDate = Annotated[
+    dt.date, BeforeValidator(_iso_date_text), AfterValidator(_within_stay_window),
+    Field(description=f"入院 admission; {_WINDOW}.", examples=["2024-03-04"]),
+]
+#: 出院日期: as admission, and not before it (declare it after `admission_date`).
+DischargeDate = Annotated[
+    dt.date, BeforeValidator(_iso_date_text), AfterValidator(_within_stay_window),
+    AfterValidator(_not_before_admission),
+    Field(description=f"出院 discharge; {_WINDOW}, not before admission.", examples=["2024-03-18"]),
+]
+
 Scheme = Literal[SCHEMES]
 AssistanceCategory = Literal[ASSISTANCE_CATEGORIES]
 HospitalLevel = Literal[HOSPITAL_LEVELS]
-RegionCode = Annotated[str, Field(pattern=r"^\d{6}$", description="GB/T 2260 code; 000000 = national default.")]
+RegionCode = Annotated[str, Field(pattern=r"^[0-9]{6}$", description="GB/T 2260 code; 000000 = national default.")]
 
 
 class Money(BaseModel):
@@ -77,8 +134,8 @@ class CalculateRequest(CostItems):
     inclusive_enrolled: bool = False
     region: RegionCode = "000000"
     hospital_level: HospitalLevel
-    admission_date: dt.date
-    discharge_date: dt.date
+    admission_date: AdmissionDate
+    discharge_date: DischargeDate
 
 
 class ParameterOut(BaseModel):
@@ -128,19 +185,31 @@ class Breakdown(BaseModel):
 
 class SettlementOut(BaseModel):
     parameter_set: ParameterSetOut
+    parameter_note: str | None = Field(
+        None, description="Why this set applies when it is not the region's own (e.g. the national default)."
+    )
     amounts: Breakdown
     lines: list[LineOut]
 
     @classmethod
-    def of(cls, settlement: Settlement, book: ParameterBook) -> SettlementOut:
+    def of(cls, settlement: Settlement, book: ParameterBook, gettext: Callable[[str], str] = identity) -> SettlementOut:
+        """The settlement with its texts rendered in the reader's language (`gettext`)."""
         pset = next(pset for pset in book.sets if pset.id == settlement.parameter_set)
+        note = settlement.parameter_note
         return cls(
             parameter_set=ParameterSetOut.of(pset),
+            parameter_note=note.render(gettext) if note else None,
             amounts=Breakdown(**{name: Money.of(fen) for name, fen in settlement.amounts.items()}),
-            lines=[line_out(line) for line in settlement.lines],
+            lines=[line_out(line, gettext) for line in settlement.lines],
         )
 
 
-def line_out(line: ExplanationLine) -> LineOut:
-    data = dataclasses.asdict(line)
-    return LineOut(**{**data, "base": Money.of(line.base), "amount": Money.of(line.amount)})
+def line_out(line: ExplanationLine, gettext: Callable[[str], str] = identity) -> LineOut:
+    return LineOut(
+        layer=line.layer, name_zh=line.name_zh, name_en=line.name_en, applies=line.applies,
+        base=Money.of(line.base), amount=Money.of(line.amount),
+        parameters=[
+            ParameterOut(name=p.name.render(gettext), value=p.value, source=p.source) for p in line.parameters
+        ],
+        arithmetic=[step.render(gettext) for step in line.arithmetic],
+    )
