@@ -108,3 +108,21 @@ def test_generate_rejects_unknown_region(tmp_path):
     assert result.exit_code == 2
     assert "province" in result.stderr
     assert not output.exists()
+
+
+def test_an_id_number_in_the_wrong_column_is_never_printed(episodes_csv, tmp_path):
+    """The reproduction: a raw ID number in another column used to be echoed in the rejection table."""
+    rows = list(csv.DictReader(episodes_csv.open(encoding="utf-8")))[:3]
+    number = rows[0]["id_number"]
+    rows[0]["scheme"] = number
+    rows[1]["region"] = number
+    rows[2]["class_a"] = number
+    bad = tmp_path / "bad.csv"
+    with bad.open("w", newline="", encoding="utf-8") as handle:
+        writer = csv.DictWriter(handle, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)
+    result = runner.invoke(app, ["settle", str(bad), "-o", str(tmp_path / "out.csv")])
+    assert result.exit_code == 2
+    assert "scheme" in result.output and "region" in result.output
+    assert number not in result.output and number[6:14] not in result.output

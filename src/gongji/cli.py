@@ -7,6 +7,8 @@ from typing import Annotated, Optional
 
 import typer
 
+from gongji.core.identity import redact_personal_digits
+
 app = typer.Typer(help="共济 Gongji command line.", no_args_is_help=True)
 generate_app = typer.Typer(help="Generate synthetic demo data.", no_args_is_help=True)
 ledger_app = typer.Typer(help="The hash-chained ledger.", no_args_is_help=True)
@@ -75,7 +77,7 @@ def settle(
             errors.print("Row numbers: data rows count from 1.")
         raise typer.Exit(2) from None
     except GongjiError as error:
-        errors.print(f"[red]error[/red] {error}")
+        errors.print(f"[red]error[/red] {redact_personal_digits(str(error))}")
         raise typer.Exit(2) from None
 
     table = Table(title=f"结算汇总 Settlement of {input_file.name} → {output.name}")
@@ -115,7 +117,7 @@ def generate_episodes_command(
         with status(f"写出 writing {output.name}…"):
             write_episodes(frame, output)
     except GongjiError as error:
-        console.print(f"[red]error[/red] {error}")
+        console.print(f"[red]error[/red] {redact_personal_digits(str(error))}")
         raise typer.Exit(2) from None
     persons = frame["person_key"].n_unique()
     console.print(
@@ -153,7 +155,7 @@ def explain(
         episodes = [EpisodeInput(**{k: row[k] for k in EPISODE_SCHEMA}) for row in person.iter_rows(named=True)]
         settled = explain_person_year(episodes, load_parameter_book(params))
     except GongjiError as error:
-        Console(stderr=True).print(f"[red]error[/red] {error}")
+        Console(stderr=True).print(f"[red]error[/red] {redact_personal_digits(str(error))}")
         raise typer.Exit(2) from None
     settlement = next(s for s in settled if s.episode_id == episode_id)
     console.print(f"[bold]病例 episode {episode_id}[/bold] — 参数 parameter set {settlement.parameter_set}")
@@ -203,7 +205,7 @@ def resettle(
                 session, load_parameter_book(params or settings.params_dir), person_id, year, "cli"
             )
     except GongjiError as error:
-        Console(stderr=True).print(f"[red]error[/red] {error}")
+        Console(stderr=True).print(f"[red]error[/red] {redact_personal_digits(str(error))}")
         raise typer.Exit(2) from None
     finally:
         engine.dispose()

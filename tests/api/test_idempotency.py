@@ -8,6 +8,7 @@ from __future__ import annotations
 import datetime as dt
 import inspect
 import threading
+import time
 import uuid
 from collections.abc import Iterator
 
@@ -206,12 +207,25 @@ def test_a_crash_before_commit_leaves_neither_episode_nor_key(app, client, auth,
     assert client.post(url, json=EPISODE, headers=headers).json() == retried.json()
 
 
-def test_concurrent_duplicates_record_one_episode(app, client, auth, person_id):
-    """Six clients send the same keyed request at once: one records, five replay its answer."""
+def test_concurrent_duplicates_record_one_episode(app, client, auth, person_id, monkeypatch):
+    """Six clients send the same keyed request at once: one records, five replay its answer.
+
+    Recording is slowed down so the others surely arrive while the first is uncommitted
+    (on PostgreSQL their key inserts wait for its commit; on SQLite, for the write lock).
+    """
     url = f"/api/persons/{person_id}/episodes"
     headers = with_key(auth["caseworker"], "at-once")
     start = threading.Barrier(6)
     answers = []
+    create_episode = service.create_episode
+    recording = []
+
+    def slow_create_episode(*args, **kwargs):
+        recording.append(time.monotonic())
+        time.sleep(0.3)
+        return create_episode(*args, **kwargs)
+
+    monkeypatch.setattr(service, "create_episode", slow_create_episode)
 
     def send() -> None:
         start.wait()
@@ -227,3 +241,4 @@ def test_concurrent_duplicates_record_one_episode(app, client, auth, person_id):
     assert sorted(a.headers.get(REPLAYED_HEADER, "first") for a in answers) == ["first"] + ["true"] * 5
     assert count(app, Episode) == count(app, IdempotencyRecord) == 1
     assert count(app, AuditLog, AuditLog.action == "episode.create") == 1
+    assert len(recording) == 1

@@ -16,6 +16,7 @@ from gongji.core.identity import (
     mask_id_number,
     mask_name,
     normalise_id_number,
+    redact_personal_digits,
     province_codes,
     sex,
 )
@@ -70,8 +71,30 @@ def test_malformed_numbers(number, message):
 @pytest.mark.parametrize("birth", ["19900230", "19901301", "18991231", "20300101"])
 def test_bad_birth_dates(birth):
     first17 = f"110105{birth}001"
-    with pytest.raises(InvalidInput, match="birth date"):
+    with pytest.raises(InvalidInput, match="birth date") as caught:
         normalise_id_number(first17 + check_char(first17), today=TODAY)
+    assert birth not in str(caught.value) and birth[:4] not in str(caught.value)
+
+
+def test_no_message_repeats_digits_of_the_number():
+    number = valid_id_number("110105", dt.date(1990, 1, 1), 1)
+    for bad in ("99" + number[2:], number[:17] + ("0" if number[17] != "0" else "1"), "1101051990023000" + "1X"):
+        with pytest.raises(InvalidInput) as caught:
+            normalise_id_number(bad)
+        assert not any(run in str(caught.value) for run in (bad[:6], bad[6:14], bad[14:], bad[:2] + "'"))
+
+
+@pytest.mark.parametrize(
+    ("text", "shown"),
+    [
+        ("not a yuan amount: '110105199001010011'", "not a yuan amount: '******************'"),
+        ("phone 13800138000 given", "phone *********** given"),
+        ("amount 12345678.90 is fine", "amount 12345678.90 is fine"),
+        ("１１０１０５１９９００１０１００１Ｘ", "*" * 18),
+    ],
+)
+def test_redact_personal_digits(text, shown):
+    assert redact_personal_digits(text) == shown
 
 
 def test_wrong_check_digit():

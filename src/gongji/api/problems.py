@@ -15,7 +15,8 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from gongji.core.errors import GongjiError, TooManyRequests
+from gongji.core.errors import GongjiError
+from gongji.core.identity import redact_personal_digits, TooManyRequests
 
 PROBLEM_MEDIA_TYPE = "application/problem+json"
 #: Where a request value came from; not part of the field path a client sees.
@@ -71,6 +72,10 @@ def problem_response(
     errors: list[dict[str, str]] | None = None,
     headers: dict[str, str] | None = None,
 ) -> JSONResponse:
+    """The one place every error leaves the API: ID- and phone-length digit runs are masked here, whatever
+    message a layer below wrote."""
+    detail = redact_personal_digits(detail)
+    errors = [{**error, "message": redact_personal_digits(error["message"])} for error in errors or []] or None
     body: dict[str, object] = {"type": problem_type(title), "title": title, "status": status, "detail": detail}
     if field is not None:
         body["field"] = field

@@ -300,8 +300,10 @@ def _blank(name: str) -> pl.Expr:
 
 
 def _shown(text: pl.Expr) -> pl.Expr:
-    """The offending value, shortened, for messages."""
-    return text.str.head(40)
+    """The offending value, shortened, for messages; digit runs as long as an ID or phone number are masked
+    (the same rule as `core.identity.redact_personal_digits`), so an ID typed into the wrong column is never printed."""
+    masked = text.str.replace_all(r"[0-9０-９]{11,}[0-9０-９XxＸｘ]?", "*****************")
+    return masked.str.head(40)
 
 
 def _required(name: str) -> _Check:
@@ -411,7 +413,7 @@ def _id_number_rules() -> _Rules:
         ),
         _Check(
             ~number.str.slice(0, 2).is_in(known_prefixes()),
-            pl.format("unknown province code '{}'", number.str.slice(0, 2)),
+            pl.lit("the resident ID starts with an unknown province code"),
         ),
         _Check(birth.is_null(), pl.lit("invalid birth date in the resident ID")),
         _Check(

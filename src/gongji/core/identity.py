@@ -13,6 +13,7 @@ import datetime as dt
 import hashlib
 import hmac
 import os
+import re
 from functools import lru_cache
 from importlib import resources
 
@@ -49,16 +50,25 @@ def normalise_id_number(text: str, field: str = "id_number", *, today: dt.date |
     if len(number) != 18 or not number[:17].isdigit() or not (number[17].isdigit() or number[17] == "X"):
         raise InvalidInput("resident ID must be 17 digits followed by a digit or X", field)
     if number[:2] not in known_prefixes():
-        raise InvalidInput(f"unknown province code {number[:2]!r}", field)
+        raise InvalidInput("the resident ID starts with an unknown province code", field)
     try:
         birth = dt.datetime.strptime(number[6:14], "%Y%m%d").date()
     except ValueError:
-        raise InvalidInput(f"invalid birth date {number[6:14]!r}", field) from None
+        raise InvalidInput("the birth date inside the resident ID is not a real date", field) from None
     if birth.year < 1900 or birth > (today or dt.date.today()):
-        raise InvalidInput(f"birth date out of range {number[6:14]!r}", field)
+        raise InvalidInput("the birth date inside the resident ID is out of range", field)
     if check_char(number[:17]) != number[17]:
         raise InvalidInput("check digit does not match", field)
     return number
+
+
+#: Runs of digits long enough to be an ID number (18), a phone number (11) or a bank card: never echoed back.
+_PERSONAL_DIGITS_RE = re.compile(r"[0-9０-９]{11,}[0-9０-９XxＸｘ]?")
+
+
+def redact_personal_digits(text: str) -> str:
+    """Replace ID-, phone- or card-length digit runs in a message with a mask, so no error repeats them."""
+    return _PERSONAL_DIGITS_RE.sub(lambda match: "*" * len(match.group()), text)
 
 
 def birth_date(id_number: str) -> dt.date:

@@ -343,7 +343,6 @@ def _explain(ep: EpisodeInput, pset: ParameterSet, p: FlatParams, s: dict) -> li
         aid_params, aid_math = [], [Text("not in an assistance category")]
     else:
         aid_params = [
-            Parameter(Text("assistance category"), ep.assistance_category, ""),
             Parameter(Text("annual deductible"), _y(p.assistance_deductible), src(aid.deductible.source)),
             Parameter(Text("assistance rate"), _pct(p.assistance_rate_bp), src(aid.rate.source)),
             Parameter(Text("annual limit"), _y(p.assistance_cap), src(aid.annual_cap.source)),
