@@ -58,7 +58,7 @@ def tokens(app: FastAPI, client: TestClient) -> dict[str, str]:
     """A bearer token for one user of each role."""
     with app.state.gongji.transaction() as session:
         for role in ROLES:
-            create_user(session, role, PASSWORD, role, f"Test {role}")
+            create_user(session, role, PASSWORD, role, f"Test {role}", regions=("000000",))
     return {role: login(client, role).json()["access_token"] for role in ROLES}
 
 
@@ -102,7 +102,7 @@ def new_episode(client: TestClient, token: str, person_id: int, **changes) -> di
 def test_login_then_me(client, tokens):
     me = client.get("/api/auth/me", headers=bearer(tokens["analyst"]))
     assert me.status_code == 200
-    assert me.json() == {"username": "analyst", "role": "analyst", "display_name": "Test analyst", "regions": []}
+    assert me.json() == {"username": "analyst", "role": "analyst", "display_name": "Test analyst", "regions": ["000000"]}
 
 
 def test_wrong_password_is_401_problem(client, tokens):

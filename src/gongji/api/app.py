@@ -14,7 +14,7 @@ from fastapi.staticfiles import StaticFiles
 
 from gongji.api import auth
 from gongji.api.deps import AppContext
-from gongji.api.limits import BodySizeLimit
+from gongji.api.limits import REQUEST_PROBLEMS, BodySizeLimit
 from gongji.api.problems import install_problem_handlers
 from gongji.api.throttle import LoginThrottle
 from gongji.core.db import make_engine, migrate, session_factory
@@ -67,6 +67,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         version="0.1.0",
         description=DESCRIPTION,
         lifespan=lifespan,
+        responses=REQUEST_PROBLEMS,
         docs_url=None,
         redoc_url=None,
     )

@@ -31,7 +31,7 @@ from gongji.api.auth_service import (
     unlock_user,
     user_for_token,
 )
-from gongji.api.deps import AppContext, get_context
+from gongji.api.deps import AppContext, RowId, get_context
 from gongji.api.models import ALL_ROLES, ROLES, User
 from gongji.api.problems import problem_responses
 from gongji.api.throttle import LoginThrottle
@@ -287,7 +287,7 @@ def add_user(body: CreateUserRequest, principal: CurrentPrincipal, context: Cont
 @admin_router.post(
     "/users/{user_id}/unlock", response_model=AdminUserOut, responses=problem_responses(404), **access("admin")
 )
-def unlock(user_id: int, principal: CurrentPrincipal, context: Context, throttle: Throttle) -> AdminUserOut:
+def unlock(user_id: RowId, principal: CurrentPrincipal, context: Context, throttle: Throttle) -> AdminUserOut:
     """Lift a lockout now (解锁) and clear the account's failed-login count."""
     with context.transaction() as session:
         user = unlock_user(session, user_id, actor=principal.username)

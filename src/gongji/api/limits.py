@@ -14,10 +14,18 @@ from http import HTTPStatus
 from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from gongji.api.problems import problem_response
+from gongji.api.problems import PROBLEM_MEDIA_TYPE, PROBLEM_SCHEMA, problem_response
 
 #: 1 MiB: far above any JSON request here (an episode is under 1 KiB), far below what hurts the server.
 MAX_BODY_BYTES = 1024 * 1024
+#: What any operation may answer before its own handling, documented on all of them (`FastAPI(responses=...)`).
+REQUEST_PROBLEMS: dict[int | str, dict] = {
+    status: {"description": description, "content": {PROBLEM_MEDIA_TYPE: {"schema": PROBLEM_SCHEMA}}}
+    for status, description in (
+        (400, "The body cannot be read at all (e.g. JSON that is not UTF-8)"),
+        (413, f"The body exceeds {MAX_BODY_BYTES} bytes (1 MiB)"),
+    )
+}
 
 
 class BodyTooLarge(HTTPException):

@@ -15,8 +15,8 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from gongji.core.errors import GongjiError
-from gongji.core.identity import redact_personal_digits, TooManyRequests
+from gongji.core.errors import GongjiError, TooManyRequests
+from gongji.core.identity import redact_personal_digits
 
 PROBLEM_MEDIA_TYPE = "application/problem+json"
 #: Where a request value came from; not part of the field path a client sees.

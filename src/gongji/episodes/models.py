@@ -105,3 +105,19 @@ class Coverage(Base):
     explanation: Mapped[Any] = mapped_column(JSON)
     recorded_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
     recorded_by: Mapped[str | None] = mapped_column(String(100))
+
+
+class PersonAccount(Base):
+    """A self-service account (患者家属) linked to a person it may see, after the ID and name were verified."""
+
+    __tablename__ = "person_accounts"
+    __table_args__ = (
+        UniqueConstraint("user_id", "person_id", name="uq_person_accounts_user_person"),
+        Index("ix_person_accounts_person_id", "person_id"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id"))
+    person_id: Mapped[int] = mapped_column(ForeignKey("persons.id"))
+    relationship: Mapped[str] = mapped_column(String(16))
+    linked_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)

@@ -9,7 +9,7 @@ only the masked forms.
 from __future__ import annotations
 
 import datetime as dt
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -38,6 +38,26 @@ class PersonCreate(BaseModel):
     assistance_category: AssistanceCategory = "none"
     inclusive_enrolled: bool = False
     region: RegionCode
+
+
+class PersonSearch(BaseModel):
+    """Search by ID number (exact) or by name (matched on its mask, 张*明), optionally within a region."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    id_number: str | None = Field(None, max_length=32)
+    name: str | None = Field(None, max_length=100)
+    region: RegionCode | None = None
+
+
+class PersonLink(BaseModel):
+    """A family account proves it knows the patient: ID number and full name must both match."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    id_number: str = Field(max_length=32)
+    name: str = Field(max_length=100)
+    relationship: Literal["self", "spouse", "parent", "child", "sibling", "other"]
 
 
 class PersonOut(BaseModel):

@@ -14,12 +14,13 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import func, select
+from sqlalchemy import Select, false, func, or_, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from gongji.core.audit import record_audit
-from gongji.core.errors import Conflict, InvalidInput, NotFound
+from gongji.core.access import Subject, covers_region, is_self_service, region_prefixes
+from gongji.core.audit import AuditLog, record_audit
+from gongji.core.errors import Conflict, Forbidden, InvalidInput, NotFound, TooManyRequests
 from gongji.core.identity import (
     IdentityVault,
     birth_date,
@@ -31,7 +32,7 @@ from gongji.core.identity import (
 )
 from gongji.core.money import check_fen
 from gongji.core.persistence import lock_row, utcnow
-from gongji.episodes.models import COVERAGE_KINDS, Coverage, Episode, Person
+from gongji.episodes.models import COVERAGE_KINDS, Coverage, Episode, Person, PersonAccount
 from gongji.rules.cascade import (
     ASSISTANCE_CATEGORIES,
     HOSPITAL_LEVELS,
@@ -78,6 +79,7 @@ def create_person(
     region: str,
     *,
     actor: str = "system",
+    subject: Subject | None = None,
 ) -> Person:
     """Register a person; the ID and name are stored encrypted and shown masked. One person per ID."""
     number = normalise_id_number(id_number, "id_number")
@@ -95,6 +97,8 @@ def create_person(
     if not isinstance(inclusive_enrolled, bool):
         raise InvalidInput("inclusive_enrolled must be true or false", "inclusive_enrolled")
     _check_region(region)
+    if subject is not None and not covers_region(subject, region):
+        raise Forbidden("this region is outside the regions you work in", "region")
 
     key = vault.person_key(number)
     if session.scalar(select(Person.id).where(Person.person_key == key)) is not None:
@@ -128,11 +132,61 @@ def create_person(
     return person
 
 
-def get_person(session: Session, person_id: int) -> Person:
-    person = session.get(Person, person_id)
+def readable_persons(subject: Subject | None) -> Select[tuple[Person]]:
+    """The persons a caller may see — the one place this context narrows its reads (谁能看到什么).
+
+    Staff see the persons of their regions (prefix match on GB/T 2260 codes,
+    000000 = all); a self-service family account sees only the persons linked
+    to it; `None` is the system itself (CLI, demo loader). Everything outside
+    is answered as if it did not exist (404), so ids reveal nothing.
+    """
+    query = select(Person)
+    if subject is None:
+        return query
+    if is_self_service(subject):
+        linked = select(PersonAccount.person_id).where(PersonAccount.user_id == subject.user_id)
+        return query.where(Person.id.in_(linked))
+    prefixes = region_prefixes(subject.regions)
+    if "" in prefixes:
+        return query
+    return query.where(or_(false(), *(Person.region.startswith(prefix, autoescape=True) for prefix in prefixes)))
+
+
+def get_person(session: Session, person_id: int, subject: Subject | None = None) -> Person:
+    person = session.scalars(readable_persons(subject).where(Person.id == person_id)).one_or_none()
     if person is None:
         raise NotFound(f"no person {person_id}", "person_id")
     return person
+
+
+def search_persons(
+    session: Session,
+    vault: IdentityVault,
+    subject: Subject | None,
+    *,
+    id_number: str | None = None,
+    name: str | None = None,
+    region: str | None = None,
+    limit: int = 50,
+) -> list[Person]:
+    """Find persons by ID number (exact, through the keyed hash) or by name (its mask, 张*明) within a region.
+
+    Only what the caller may see is searched; the raw ID or name is never queried.
+    """
+    query = readable_persons(subject)
+    if id_number:
+        query = query.where(Person.person_key == vault.person_key(normalise_id_number(id_number, "id_number")))
+    elif name:
+        if not isinstance(name, str) or not name.strip() or len(name.strip()) > _MAX_NAME:
+            raise InvalidInput(f"name must be 1–{_MAX_NAME} characters", "name")
+        typed = name.strip()
+        query = query.where(Person.masked_name == (typed if "*" in typed else mask_name(typed)))
+    else:
+        raise InvalidInput("give an ID number, or a name with an optional region", "id_number")
+    if region:
+        _check_region(region)
+        query = query.where(Person.region.startswith(region_prefixes((region,))[0], autoescape=True))
+    return list(session.scalars(query.order_by(Person.id).limit(limit)))
 
 
 def find_person_by_id_number(session: Session, vault: IdentityVault, id_number: str) -> Person | None:
@@ -154,13 +208,14 @@ def create_episode(
     *,
     book: ParameterBook,
     actor: str = "system",
+    subject: Subject | None = None,
 ) -> Episode:
     """Record one episode of a registered person with its itemised cost in fen.
 
     Refused when no statutory parameter set is in force for the person's region
     on the discharge date: such an episode could never be settled.
     """
-    person = get_person(session, person_id)
+    person = get_person(session, person_id, subject)
     for field, value in (("admission_date", admission_date), ("discharge_date", discharge_date)):
         if isinstance(value, dt.datetime) or not isinstance(value, dt.date):
             raise InvalidInput("must be a calendar date", field)
@@ -197,11 +252,71 @@ def create_episode(
     return episode
 
 
-def get_episode(session: Session, episode_id: int) -> Episode:
-    episode = session.get(Episode, episode_id)
+def get_episode(session: Session, episode_id: int, subject: Subject | None = None) -> Episode:
+    visible = readable_persons(subject).with_only_columns(Person.id)
+    episode = session.scalars(
+        select(Episode).where(Episode.id == episode_id, Episode.person_id.in_(visible))
+    ).one_or_none()
     if episode is None:
         raise NotFound(f"no episode {episode_id}", "episode_id")
     return episode
+
+
+#: Failed attempts a family account may make to link a person per day, so IDs cannot be probed.
+LINK_ATTEMPTS_PER_DAY = 5
+RELATIONSHIPS = ("self", "spouse", "parent", "child", "sibling", "other")
+LINK_MISMATCH = "no registered patient matches this ID number and name"
+
+
+def link_person(
+    session: Session, vault: IdentityVault, subject: Subject, id_number: str, name: str, relationship: str
+) -> PersonAccount:
+    """Link a family account to a registered patient whose ID number AND full name it knows (verified).
+
+    A wrong pair answers exactly like an unknown ID, and after a few failures a
+    day the account must wait, so the link cannot be used to find out who is a patient.
+    """
+    if not is_self_service(subject):
+        raise Forbidden("only self-service family accounts link persons to themselves", "role")
+    if relationship not in RELATIONSHIPS:
+        raise InvalidInput(f"relationship must be one of {', '.join(RELATIONSHIPS)}", "relationship")
+    number = normalise_id_number(id_number, "id_number")
+    since = utcnow() - dt.timedelta(days=1)
+    failures = session.scalar(
+        select(func.count()).select_from(AuditLog).where(
+            AuditLog.action == "person_account.link_failed", AuditLog.entity == "user",
+            AuditLog.entity_id == str(subject.user_id), AuditLog.at >= since,
+        )
+    )
+    if failures >= LINK_ATTEMPTS_PER_DAY:
+        raise TooManyRequests("too many failed attempts to link a person today", "id_number", retry_after=86_400)
+    person = session.scalars(select(Person).where(Person.person_key == vault.person_key(number))).one_or_none()
+    typed = name.strip() if isinstance(name, str) else ""
+    if person is None or vault.decrypt(person.name_enc, "persons.name_enc") != typed:
+        raise NotFound(LINK_MISMATCH, "id_number")
+    existing = session.scalars(
+        select(PersonAccount).where(PersonAccount.user_id == subject.user_id, PersonAccount.person_id == person.id)
+    ).one_or_none()
+    if existing is not None:
+        return existing
+    link = PersonAccount(user_id=subject.user_id, person_id=person.id, relationship=relationship)
+    session.add(link)
+    session.flush()
+    record_audit(
+        session, subject.username, "person_account.link", "person", person.id,
+        {"user_id": subject.user_id, "relationship": relationship, "masked_id": person.masked_id},
+    )
+    return link
+
+
+def record_link_failure(session: Session, subject: Subject) -> None:
+    """Count a failed link attempt; the caller commits it in its own transaction (the attempt's rolled back)."""
+    record_audit(session, subject.username, "person_account.link_failed", "user", subject.user_id, {})
+
+
+def linked_persons(session: Session, subject: Subject) -> list[Person]:
+    """The persons a family account may see (its own links), in the order they were linked."""
+    return list(session.scalars(readable_persons(subject).order_by(Person.id)))
 
 
 def list_episodes(session: Session, person_id: int, year: int) -> list[Episode]:
@@ -273,9 +388,9 @@ def record_coverage(
     return record
 
 
-def coverage_of(session: Session, episode_id: int) -> CoverageView:
+def coverage_of(session: Session, episode_id: int, subject: Subject | None = None) -> CoverageView:
     """All coverage of an episode in recording order, with the residual the next layer sees."""
-    episode = get_episode(session, episode_id)
+    episode = get_episode(session, episode_id, subject)
     records = list(session.scalars(select(Coverage).where(Coverage.episode_id == episode_id).order_by(Coverage.id)))
     covered = sum(record.amount for record in records)
     return CoverageView(episode_id, episode.total, records, covered, episode.total - covered)
@@ -350,7 +465,9 @@ def _recorded_by_layer(session: Session, episode_ids: list[int]) -> dict[int, di
     return paid
 
 
-def settle_statutory(session: Session, book: ParameterBook, episode_id: int, actor: str) -> Settlement:
+def settle_statutory(
+    session: Session, book: ParameterBook, episode_id: int, actor: str, subject: Subject | None = None
+) -> Settlement:
     """Settle the statutory layers of one episode against what is recorded for the person-year, once.
 
     Each layer pays its entitlement for this episode within what its annual
@@ -359,7 +476,7 @@ def settle_statutory(session: Session, book: ParameterBook, episode_id: int, act
     The person row is locked first, so two episodes of one person-year
     cannot both be settled against the same year-to-date.
     """
-    episode = get_episode(session, episode_id)
+    episode = get_episode(session, episode_id, subject)
     person = lock_row(session, Person, episode.person_id)
     episode = lock_row(session, Episode, episode_id)
     if episode.settled_at is not None:
@@ -367,7 +484,10 @@ def settle_statutory(session: Session, book: ParameterBook, episode_id: int, act
     settled = _year_episodes(session, person.id, episode.discharge_date.year, settled_only=True)
     paid = _recorded_by_layer(session, [other.id for other in settled])
     year = recorded_year(
-        [RecordedEpisode(_episode_input(person, other), other.parameter_set or "", paid[other.id]) for other in settled],
+        [
+            RecordedEpisode(_episode_input(person, other), other.parameter_set or "", paid[other.id])
+            for other in settled
+        ],
         book,
     )
     settlement = settle_episode(_episode_input(person, episode), book, year)
@@ -418,7 +538,9 @@ class Resettlement:
     adjustments: list[Adjustment]
 
 
-def resettle_year(session: Session, book: ParameterBook, person_id: int, year: int, actor: str) -> Resettlement:
+def resettle_year(
+    session: Session, book: ParameterBook, person_id: int, year: int, actor: str, subject: Subject | None = None
+) -> Resettlement:
     """Recompute a person-year's settled episodes in discharge order and record the differences.
 
     Each difference is an audited adjustment line in the coverage registry, so
@@ -426,9 +548,8 @@ def resettle_year(session: Session, book: ParameterBook, person_id: int, year: i
     every episode and layer. Decreases are recorded before increases, so no
     episode's residual goes below zero on the way.
     """
+    get_person(session, person_id, subject)
     person = lock_row(session, Person, person_id)
-    if person is None:
-        raise NotFound(f"no person {person_id}", "person_id")
     if not 1950 <= year <= 2100:
         raise InvalidInput("year must lie between 1950 and 2100", "year")
     settled = _year_episodes(session, person_id, year, settled_only=True)
@@ -492,13 +613,15 @@ class PersonYear:
         return self.total - sum(sum(by_layer.values()) for by_layer in self.paid.values())
 
 
-def person_year(session: Session, book: ParameterBook, person_id: int, year: int) -> PersonYear:
+def person_year(
+    session: Session, book: ParameterBook, person_id: int, year: int, subject: Subject | None = None
+) -> PersonYear:
     """The year's episodes with what every layer recorded, and each statutory layer against its limit.
 
     Limits are those of the set in force at the year's last discharge (or on
     31 December when the year has no episode yet).
     """
-    person = get_person(session, person_id)
+    person = get_person(session, person_id, subject)
     if not 1950 <= year <= 2100:
         raise InvalidInput("year must lie between 1950 and 2100", "year")
     episodes = _year_episodes(session, person_id, year, settled_only=False)

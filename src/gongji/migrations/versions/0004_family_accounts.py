@@ -9,8 +9,8 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-import sqlalchemy as sa  # noqa: F401
-from alembic import op  # noqa: F401
+import sqlalchemy as sa
+from alembic import op
 
 revision: str = "0004"
 down_revision: str | None = "0003"
@@ -19,8 +19,17 @@ depends_on: str | Sequence[str] | None = None
 
 
 def upgrade() -> None:
-    pass
+    op.create_table(
+        "person_accounts",
+        sa.Column("id", sa.Integer, primary_key=True),
+        sa.Column("user_id", sa.Integer, sa.ForeignKey("users.id"), nullable=False),
+        sa.Column("person_id", sa.Integer, sa.ForeignKey("persons.id"), nullable=False),
+        sa.Column("relationship", sa.String(16), nullable=False),
+        sa.Column("linked_at", sa.DateTime(timezone=True), nullable=False),
+        sa.UniqueConstraint("user_id", "person_id", name="uq_person_accounts_user_person"),
+    )
+    op.create_index("ix_person_accounts_person_id", "person_accounts", ["person_id"])
 
 
 def downgrade() -> None:
-    pass
+    op.drop_table("person_accounts")
