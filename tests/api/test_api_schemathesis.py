@@ -11,7 +11,6 @@ The last test prints the figures of the run: `schemathesis operations=N cases=M 
 from __future__ import annotations
 
 import datetime as dt
-import inspect
 import os
 import secrets
 from collections import Counter
@@ -31,17 +30,16 @@ from schemathesis.checks import (
 from schemathesis.generation import GenerationMode
 from sqlalchemy import select, text
 
-from gongji.api import models as api_models
 from gongji.api.app import create_app
 from gongji.api.auth_service import create_user, issue_token
-from gongji.api.models import User
+from gongji.api.models import ALL_ROLES, NATIONWIDE, User
+from gongji.api.models import ROLES as STAFF
 from gongji.core.settings import Settings
 from gongji.episodes import service
 
 CHECKS = [not_a_server_error, status_code_conformance, content_type_conformance, response_schema_conformance]
 #: Per operation, role and generation mode; 2 cores must run the whole file in about a minute.
 MAX_EXAMPLES = int(os.environ.get("GONGJI_SCHEMATHESIS_EXAMPLES", "3"))
-ROLES = getattr(api_models, "ALL_ROLES", api_models.ROLES)
 ANONYMOUS = "anonymous"
 PASSWORD = "correct horse battery staple"
 #: Figures of the whole run, printed by the last test.
@@ -76,8 +74,9 @@ def api(db, tmp_path_factory):
     app = create_app(Settings(database_url=db, var_dir=var, params_dir=None))
     context = app.state.gongji
     with context.transaction() as session:
-        for role in ROLES:
-            create_user(session, role, PASSWORD, role, f"Test {role}", **_regions(role))
+        for role in ALL_ROLES:
+            # Staff work in every region (全国); self-service accounts carry no regions.
+            create_user(session, role, PASSWORD, role, f"Test {role}", regions=(NATIONWIDE,) if role in STAFF else ())
         person = service.create_person(
             session, context.vault, valid_id_number("330106", dt.date(1968, 4, 12), 35), "张小明", "resident",
             "subsistence", True, "330100",
@@ -85,7 +84,7 @@ def api(db, tmp_path_factory):
         stays = [
             service.create_episode(
                 session, person.id, dt.date(2024, month, 4), dt.date(2024, month, 18), 3, "I63.9",
-                6_000_000, 3_000_000, 1_000_000, **_book(context),
+                6_000_000, 3_000_000, 1_000_000, book=context.book,
             )
             for month in (3, 6)
         ]
@@ -93,19 +92,6 @@ def api(db, tmp_path_factory):
         admin_id = session.scalar(select(User.id).where(User.username == "admin"))
     known = {"person_id": person.id, "episode_id": stays, "user_id": admin_id, "year": 2024}
     return app, schemathesis.openapi.from_asgi("/openapi.json", app), known
-
-
-def _regions(role: str) -> dict:
-    """Staff work in every region (全国) where accounts carry regions; self-service accounts carry none."""
-    staff = role in api_models.ROLES
-    if staff and hasattr(api_models, "NATIONWIDE"):
-        return {"regions": (api_models.NATIONWIDE,)}
-    return {}
-
-
-def _book(context) -> dict:
-    """The parameter book, where creating an episode checks parameters are in force."""
-    return {"book": context.book} if "book" in inspect.signature(service.create_episode).parameters else {}
 
 
 def _headers(app, role: str) -> dict[str, str]:
@@ -133,7 +119,7 @@ def cases(draw, operation, mode: GenerationMode, known: dict):
     return case
 
 
-@pytest.mark.parametrize("role", [*ROLES, ANONYMOUS])
+@pytest.mark.parametrize("role", [*ALL_ROLES, ANONYMOUS])
 def test_every_operation(api, role):
     """Every operation as `role`; public ones (no token read) only anonymously, where they are meant to be called."""
     app, schema, known = api

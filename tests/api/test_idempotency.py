@@ -6,7 +6,6 @@ On SQLite and PostgreSQL, through HTTP, including concurrent duplicates and a cr
 from __future__ import annotations
 
 import datetime as dt
-import inspect
 import threading
 import time
 import uuid
@@ -18,11 +17,10 @@ from fastapi.testclient import TestClient
 from helpers import valid_id_number
 from sqlalchemy import func, select
 
-from gongji.api import models as api_models
 from gongji.api.app import create_app
 from gongji.api.auth_service import create_user
 from gongji.api.idempotency import KEY_HEADER, REPLAYED_HEADER
-from gongji.api.models import IdempotencyRecord
+from gongji.api.models import NATIONWIDE, IdempotencyRecord
 from gongji.core.audit import AuditLog
 from gongji.core.settings import Settings
 from gongji.episodes import service
@@ -62,13 +60,10 @@ def client(app: FastAPI) -> Iterator[TestClient]:
 @pytest.fixture
 def auth(app: FastAPI, client: TestClient) -> dict[str, dict[str, str]]:
     """Authorization headers of a caseworker and an admin, both working in every region."""
-    regions = {}
-    if "regions" in inspect.signature(create_user).parameters:
-        regions = {"regions": (getattr(api_models, "NATIONWIDE", "000000"),)}
     headers = {}
     for role in ("caseworker", "admin"):
         with app.state.gongji.transaction() as session:
-            create_user(session, role, PASSWORD, role, f"Test {role}", **regions)
+            create_user(session, role, PASSWORD, role, f"Test {role}", regions=(NATIONWIDE,))
         token = client.post("/api/auth/login", json={"username": role, "password": PASSWORD}).json()
         headers[role] = {"Authorization": f"Bearer {token['access_token']}"}
     return headers

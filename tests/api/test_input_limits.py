@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
-import inspect
 import json
 from collections.abc import Iterator
 
@@ -17,10 +16,10 @@ from fastapi.testclient import TestClient
 from helpers import valid_id_number
 from sqlalchemy import func, select
 
-from gongji.api import models as api_models
 from gongji.api.app import DESCRIPTION, create_app
 from gongji.api.auth_service import create_user
 from gongji.api.deps import MAX_ROW_ID
+from gongji.api.models import NATIONWIDE
 from gongji.api.limits import MAX_BODY_BYTES
 from gongji.core.settings import Settings
 from gongji.episodes.models import Episode, Person
@@ -80,16 +79,9 @@ def client(app: FastAPI) -> Iterator[TestClient]:
 def caseworker(app: FastAPI, client: TestClient) -> dict[str, str]:
     """Authorization headers of a caseworker who may work in every region."""
     with app.state.gongji.transaction() as session:
-        create_user(session, "caseworker", PASSWORD, "caseworker", "Test caseworker", **_nationwide())
+        create_user(session, "caseworker", PASSWORD, "caseworker", "Test caseworker", regions=(NATIONWIDE,))
     token = client.post("/api/auth/login", json={"username": "caseworker", "password": PASSWORD}).json()
     return {"Authorization": f"Bearer {token['access_token']}"}
-
-
-def _nationwide() -> dict:
-    """Staff regions (全国) where accounts carry regions."""
-    if "regions" in inspect.signature(create_user).parameters:
-        return {"regions": (getattr(api_models, "NATIONWIDE", "000000"),)}
-    return {}
 
 
 def assert_problem(response, status: int, *fields: str) -> dict:

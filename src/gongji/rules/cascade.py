@@ -19,11 +19,9 @@ import numpy as np
 import polars as pl
 
 from gongji.core.errors import InvalidInput
-from gongji.core.identity import province_codes
 from gongji.core.messages import Text
 from gongji.core.money import format_yuan
 from gongji.rules.params import (
-    NATIONAL_REGION,
     ParameterBook,
     ParameterSet,
     assisted_terms,
@@ -460,8 +458,6 @@ def _validate_frame(frame: pl.DataFrame) -> None:
         "class_b": pl.col("class_b") < 0,
         "out_of_catalogue": pl.col("out_of_catalogue") < 0,
         "discharge_date": pl.col("discharge_date") < pl.col("admission_date"),
-        "region": ~pl.col("region").str.contains(r"^[0-9]{6}$")
-        | ~(pl.col("region").str.slice(0, 2).is_in(list(province_codes())) | (pl.col("region") == NATIONAL_REGION)),
         "inclusive_enrolled": pl.lit(False),
         "person_key": pl.lit(False),
     }
@@ -487,18 +483,19 @@ class _ColumnYear:
     """Person-years as columns: rows sorted by person, year and date; `starts` marks each year's first row.
 
     Running bases are grouped cumulative sums. What a layer pays depends on
-    what it paid for the year's earlier episodes, so `pay` walks the episodes'
-    positions within their year (first episodes of every person-year at once,
-    then the second ones, …): a handful of steps, each over whole columns.
+    what it paid for the year's earlier episodes (P_k = P_k-1 + within_limit).
+    Under one limit for the whole person-year — nearly always — that
+    recurrence has the closed form P_k = min(Σ claims so far, limit), since
+    claims are never negative; person-years whose limit changes mid-year walk
+    their episodes' positions (all first episodes at once, then all second
+    ones, …), a handful of steps over the few rows concerned.
     """
 
     def __init__(self, starts: np.ndarray):
         self.rows = len(starts)
         self.group_starts = np.flatnonzero(starts)
         self.group_lengths = np.diff(np.append(self.group_starts, self.rows))
-        position = np.arange(self.rows) - np.repeat(self.group_starts, self.group_lengths)
-        by_position = np.argsort(position, kind="stable")
-        self.positions = np.split(by_position, np.cumsum(np.bincount(position))[:-1]) if self.rows else []
+        self.position = np.arange(self.rows) - np.repeat(self.group_starts, self.group_lengths)
 
     def cumulate(self, _name: str, amount):
         amount = np.broadcast_to(amount, (self.rows,))
@@ -509,13 +506,19 @@ class _ColumnYear:
     def pay(self, _layer: str, claim, cap):
         claim = np.broadcast_to(claim, (self.rows,))
         cap = np.broadcast_to(cap, (self.rows,))
-        before = np.zeros(self.rows, dtype=np.int64)
-        payment = np.zeros(self.rows, dtype=np.int64)
-        for position, rows in enumerate(self.positions):
-            if position:
-                before[rows] = before[rows - 1] + payment[rows - 1]
-            payment[rows] = within_limit(ArrayOps, claim[rows], cap[rows], before[rows])
-        return before, payment
+        claimed_before, _ = self.cumulate("claims", claim)
+        before = np.minimum(claimed_before, cap)
+        varying = cap != np.repeat(cap[self.group_starts], self.group_lengths)
+        if varying.any():
+            in_varying_year = np.repeat(np.logical_or.reduceat(varying, self.group_starts), self.group_lengths)
+            rows = np.flatnonzero(in_varying_year & (self.position > 0))
+            payment = within_limit(ArrayOps, claim, cap, before)
+            for position in range(1, int(self.position[rows].max()) + 1 if len(rows) else 1):
+                at = rows[self.position[rows] == position]
+                before[at] = before[at - 1] + payment[at - 1]
+                payment[at] = within_limit(ArrayOps, claim[at], cap[at], before[at])
+            return before, payment
+        return before, within_limit(ArrayOps, claim, cap, before)
 
 
 def _settle_chunk(columns: dict[str, np.ndarray], table: dict[str, np.ndarray], band_count: int) -> dict:
@@ -548,6 +551,14 @@ def settle_frame(episodes: pl.DataFrame, book: ParameterBook | None = None) -> p
     rows = episodes.height
     table, band_count = _combo_table(book)
     regions = episodes.get_column("region").unique().to_list()
+    for region in regions:
+        try:
+            check_region(region)
+        except InvalidInput as error:
+            row = int(episodes.get_column("region").eq_missing(region).arg_true()[0])
+            raise InvalidInput(
+                f"{error.detail} in row {row + 1} (episode {episodes['episode_id'][row]})", "region"
+            ) from None
     keyed = episodes.select(
         set_index=_set_index_expr(book, regions),
         order=pl.arg_sort_by(["person_key", "discharge_date", "admission_date"], maintain_order=True),
