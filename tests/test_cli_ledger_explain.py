@@ -55,6 +55,19 @@ def test_explain_prints_each_layer_with_sources(tmp_path):
     assert missing.returncode == 2 and "episode_id" in missing.stderr
 
 
+def test_explain_at_80_columns_prints_every_source_whole(tmp_path):
+    """The reproduction: an 80-column terminal used to cut the sources off."""
+    from gongji.rules.cascade import default_book
+
+    episodes = tmp_path / "episodes.csv"
+    assert run_cli("generate", "episodes", "-n", "50", "-o", str(episodes), "--seed", "4").returncode == 0
+    episode_id = episodes.read_text().splitlines()[1].split(",")[0]
+    shown = run_cli("explain", str(episodes), episode_id, env={"COLUMNS": "80"})
+    assert shown.returncode == 0, shown.stderr
+    national = next(pset for pset in default_book().sets if pset.id == "national-2024")
+    assert " ".join(national.sources["wp-basic-rate"].split()) in " ".join(shown.stdout.split())
+
+
 def test_resettle_records_the_differences_and_a_second_run_finds_none(db_url, sessions, vault, tmp_path):
     """`gongji resettle PERSON YEAR`: a year settled out of order is brought to discharge order."""
     import datetime as dt

@@ -161,18 +161,24 @@ def explain(
     console.print(f"[bold]病例 episode {episode_id}[/bold] — 参数 parameter set {settlement.parameter_set}")
     if settlement.parameter_note:
         console.print(f"  {settlement.parameter_note.render()}")
+    # Sources are long sentences: numbered under each table and printed whole (the terminal wraps them),
+    # so a narrow terminal never cuts one off.
     for line in settlement.lines:
-        table = Table(
-            title=f"{line.name_zh} {line.name_en}: ¥{format_yuan(line.amount)}", title_justify="left", expand=True
-        )
-        table.add_column("参数 parameter", ratio=3, overflow="fold")
-        table.add_column("值 value", justify="right", ratio=2, overflow="fold")
-        table.add_column("来源 source", ratio=5, overflow="fold")
+        table = Table(title=f"{line.name_zh} {line.name_en}: ¥{format_yuan(line.amount)}", title_justify="left")
+        table.add_column("参数 parameter", overflow="fold")
+        table.add_column("值 value", justify="right", overflow="fold")
+        table.add_column("来源 source", justify="right")
+        sources: list[str] = []
         for parameter in line.parameters:
-            table.add_row(parameter.name.render(), parameter.value, parameter.source)
+            if parameter.source and parameter.source not in sources:
+                sources.append(parameter.source)
+            mark = f"[{sources.index(parameter.source) + 1}]" if parameter.source else ""
+            table.add_row(parameter.name.render(), parameter.value, mark)
         console.print(table if line.parameters else table.title)
+        for number, source in enumerate(sources, start=1):
+            console.print(f"  [{number}] {source}", soft_wrap=True, markup=False)
         for step in line.arithmetic:
-            console.print(f"  {step.render()}", overflow="fold")
+            console.print(f"  {step.render()}", soft_wrap=True, markup=False)
     console.print(
         f"[bold]总费用 total ¥{format_yuan(settlement.amounts['total'])} · "
         f"个人自付 residual ¥{format_yuan(settlement.residual)}[/bold]"
