@@ -204,6 +204,15 @@ def test_oversize_login_through_http_is_413_problem(sqlite_app):
     assert at_the_cap.status_code == 422  # read and validated: the cap is inclusive
 
 
+def test_an_unreadable_body_is_a_documented_400_problem(sqlite_app):
+    with TestClient(sqlite_app) as client:
+        response = client.post("/api/calculate", content=b"\xff\xfe{", headers={"content-type": "application/json"})
+    assert_problem(response, 400)
+    for operations in sqlite_app.openapi()["paths"].values():
+        for operation in operations.values():
+            assert {"400", "413"} <= operation["responses"].keys()
+
+
 def test_the_cap_is_documented():
     assert f"{MAX_BODY_BYTES // (1024 * 1024)} MiB" in DESCRIPTION and "413" in DESCRIPTION
 

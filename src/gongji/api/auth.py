@@ -6,6 +6,12 @@ OpenAPI (`x-roles`), so the two cannot drift apart and a test can walk
 open to anyone. No token or a bad one is 401; a valid token with a role not
 on the list is 403.
 
+The web pages (个案工作台) carry the same token in an HttpOnly, SameSite=Strict
+cookie instead of the Authorization header. A request authenticated by that
+cookie that changes anything (not GET/HEAD/OPTIONS) must also present the
+CSRF token (double submit: a random cookie, repeated in a hidden form field or
+the X-CSRF-Token header), or it is 403.
+
 Also here: signing in and out, changing one's password, and the admin's user
 management (用户管理), which share the login protection of gongji.api.throttle.
 """
@@ -13,6 +19,7 @@ management (用户管理), which share the login protection of gongji.api.thrott
 from __future__ import annotations
 
 import datetime as dt
+import secrets
 from dataclasses import dataclass
 from typing import Annotated, Any
 
@@ -42,6 +49,39 @@ PUBLIC = "public"
 STAFF = ROLES
 
 _bearer = HTTPBearer(auto_error=False, description="Token from POST /api/auth/login")
+#: The web session: the bearer token in an HttpOnly, SameSite=Strict cookie (set by the workbench login page).
+SESSION_COOKIE = "gongji_session"
+#: Double-submit CSRF token: this cookie's value must come back in the form field or the header.
+CSRF_COOKIE = "gongji_csrf"
+CSRF_FIELD = "csrf_token"
+CSRF_HEADER = "X-CSRF-Token"
+SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+_FORM_TYPES = ("application/x-www-form-urlencoded", "multipart/form-data")
+
+
+def presented_token(request: Request, credentials: HTTPAuthorizationCredentials | None) -> str | None:
+    """The bearer token of the request: the Authorization header, else the web session cookie."""
+    return credentials.credentials if credentials is not None else request.cookies.get(SESSION_COOKIE) or None
+
+
+async def presented_csrf(request: Request) -> str | None:
+    """The CSRF token a state-changing request repeats: the header (htmx), else the form's hidden field.
+
+    Async because the form must be read; Starlette keeps it, so the endpoint reads the same form again.
+    """
+    header = request.headers.get(CSRF_HEADER)
+    if header or request.method in SAFE_METHODS or SESSION_COOKIE not in request.cookies:
+        return header
+    if not request.headers.get("content-type", "").startswith(_FORM_TYPES):
+        return None
+    value = (await request.form()).get(CSRF_FIELD)
+    return value if isinstance(value, str) else None
+
+
+def csrf_matches(request: Request, presented: str | None) -> bool:
+    """Whether the presented CSRF token equals the CSRF cookie (compared in constant time)."""
+    expected = request.cookies.get(CSRF_COOKIE)
+    return bool(expected and presented) and secrets.compare_digest(expected.encode(), presented.encode())
 
 
 @dataclass(frozen=True)
@@ -74,11 +114,15 @@ def allow(*roles: str):
         request: Request,
         credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
         context: Annotated[AppContext, Depends(get_context)],
+        csrf: Annotated[str | None, Depends(presented_csrf)],
     ) -> Principal:
-        if credentials is None:
+        token = presented_token(request, credentials)
+        if token is None:
             raise Unauthorized("a bearer token is required", "Authorization")
+        if credentials is None and request.method not in SAFE_METHODS and not csrf_matches(request, csrf):
+            raise Forbidden("the CSRF token is missing or does not match; reload the page", CSRF_FIELD)
         with context.transaction() as session:
-            user = user_for_token(session, credentials.credentials)
+            user = user_for_token(session, token)
             if user is None:
                 raise Unauthorized("the token is unknown or expired", "Authorization")
             principal = Principal(user.id, user.username, user.role, user.display_name, user.regions)
@@ -234,10 +278,12 @@ def me(principal: CurrentPrincipal) -> UserOut:
 
 
 @router.post("/logout", status_code=204, **access(*ALL_ROLES))
-def logout(credentials: Annotated[HTTPAuthorizationCredentials, Depends(_bearer)], context: Context) -> None:
-    """Revoke the presented token at once (登出), instead of waiting for it to expire."""
+def logout(
+    request: Request, credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)], context: Context
+) -> None:
+    """Revoke the presented token (header or web session cookie) at once (登出), instead of waiting for it to expire."""
     with context.transaction() as session:
-        revoke_token(session, credentials.credentials)
+        revoke_token(session, presented_token(request, credentials))
 
 
 @router.post("/password", response_model=TokenOut, responses=problem_responses(429), **access(*ALL_ROLES))

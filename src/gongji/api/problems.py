@@ -17,6 +17,8 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from gongji.core.errors import GongjiError, TooManyRequests
 from gongji.core.identity import redact_personal_digits
+from gongji.core.messages import Text, identity
+from gongji.web.i18n import Gettext, accepted_language, gettext_for, validation_message
 
 PROBLEM_MEDIA_TYPE = "application/problem+json"
 #: Where a request value came from; not part of the field path a client sees.
@@ -66,21 +68,36 @@ def problem_type(title: str) -> str:
 def problem_response(
     status: int,
     title: str,
-    detail: str,
+    detail: str | Text,
     *,
     field: str | None = None,
-    errors: list[dict[str, str]] | None = None,
+    errors: list[dict[str, str | Text]] | None = None,
     headers: dict[str, str] | None = None,
+    gettext: Gettext = identity,
 ) -> JSONResponse:
-    """The one place every error leaves the API: ID- and phone-length digit runs are masked here, whatever
-    message a layer below wrote."""
-    detail = redact_personal_digits(detail)
-    errors = [{**error, "message": redact_personal_digits(error["message"])} for error in errors or []] or None
-    body: dict[str, object] = {"type": problem_type(title), "title": title, "status": status, "detail": detail}
+    """The one place every error leaves the API: the title and texts (`Text`) in the reader's language
+    (`gettext`; the type URI stays English), and ID- and phone-length digit runs masked, whatever message a
+    layer below wrote."""
+    detail = redact_personal_digits(_rendered(detail, gettext))
+    errors = [
+        {**error, "message": redact_personal_digits(_rendered(error["message"], gettext))} for error in errors or []
+    ] or None
+    body: dict[str, object] = {
+        "type": problem_type(title), "title": gettext(title), "status": status, "detail": detail
+    }
     if field is not None:
         body["field"] = field
     body["errors"] = errors if errors is not None else ([{"field": field, "message": detail}] if field else [])
     return JSONResponse(body, status_code=status, media_type=PROBLEM_MEDIA_TYPE, headers=headers)
+
+
+def _rendered(message: str | Text, gettext: Gettext) -> str:
+    return message.render(gettext) if isinstance(message, Text) else message
+
+
+def request_gettext(request: Request) -> Gettext:
+    """gettext in the language the request's `Accept-Language` prefers (Chinese unless English)."""
+    return gettext_for(accepted_language(request.headers.get("accept-language")))
 
 
 def field_path(loc: tuple | list) -> str:
@@ -91,32 +108,35 @@ def field_path(loc: tuple | list) -> str:
     return ".".join(parts)
 
 
-def validation_errors(errors) -> list[dict[str, str]]:
-    """Pydantic error dicts as [{field, message}]; 'Value error, ' prefixes dropped."""
-    return [
-        {"field": field_path(error["loc"]), "message": str(error["msg"]).removeprefix("Value error, ")}
-        for error in errors
-    ]
+def validation_errors(errors, gettext: Gettext = identity) -> list[dict[str, str]]:
+    """Pydantic error dicts as [{field, message}] in the reader's language; 'Value error, ' prefixes dropped."""
+    return [{"field": field_path(error["loc"]), "message": validation_message(error, gettext)} for error in errors]
 
 
-async def _domain_error(_request: Request, error: GongjiError) -> JSONResponse:
+async def _domain_error(request: Request, error: GongjiError) -> JSONResponse:
     headers = {"WWW-Authenticate": "Bearer"} if error.status == 401 else None
     if isinstance(error, TooManyRequests):
         headers = {"Retry-After": str(error.retry_after)}
-    return problem_response(error.status, error.title, error.detail, field=error.field, headers=headers)
-
-
-async def _validation_error(_request: Request, error: RequestValidationError) -> JSONResponse:
-    errors = validation_errors(error.errors())
-    first = errors[0] if errors else {"field": "body", "message": "invalid request"}
     return problem_response(
-        422, "Invalid input", f"{first['field']}: {first['message']}", field=first["field"], errors=errors
+        error.status, error.title, error.text, field=error.field, headers=headers, gettext=request_gettext(request)
     )
 
 
-async def _http_error(_request: Request, error: StarletteHTTPException) -> JSONResponse:
+async def _validation_error(request: Request, error: RequestValidationError) -> JSONResponse:
+    gettext = request_gettext(request)
+    errors = validation_errors(error.errors(), gettext)
+    first = errors[0] if errors else {"field": "body", "message": gettext("invalid request")}
+    return problem_response(
+        422, "Invalid input", f"{first['field']}: {first['message']}", field=first["field"], errors=errors,
+        gettext=gettext,
+    )
+
+
+async def _http_error(request: Request, error: StarletteHTTPException) -> JSONResponse:
     title = HTTPStatus(error.status_code).phrase
-    return problem_response(error.status_code, title, str(error.detail), headers=error.headers)
+    return problem_response(
+        error.status_code, title, Text.of(str(error.detail)), headers=error.headers, gettext=request_gettext(request)
+    )
 
 
 def install_problem_handlers(app: FastAPI) -> None:

@@ -32,6 +32,7 @@ from gongji.episodes.schemas import (
     SettleOut,
 )
 from gongji.rules.schemas import SettlementOut
+from gongji.web.i18n import Gettext, reader_gettext
 
 router = APIRouter(prefix="/api", tags=["episodes"], responses=problem_responses(401, 403, 404, 409, 422))
 Context = Annotated[AppContext, Depends(get_context)]
@@ -128,18 +129,23 @@ def get_episode(episode_id: RowId, context: Context, principal: CurrentPrincipal
 
 @router.post("/episodes/{episode_id}/settle", response_model=SettleOut, **access(*WRITERS))
 def settle(
-    episode_id: RowId, context: Context, principal: CurrentPrincipal, once: Idempotent
+    episode_id: RowId,
+    context: Context,
+    principal: CurrentPrincipal,
+    once: Idempotent,
+    gettext: Annotated[Gettext, Depends(reader_gettext)],
 ) -> SettleOut | JSONResponse:
     """Settle the statutory layers (基本医保 → 大病保险 → 医疗救助 → 惠民保) once; a second call is 409.
 
-    A retry with the same Idempotency-Key returns the first settlement instead of 409.
+    A retry with the same Idempotency-Key returns the first settlement instead of 409. The explanation is in
+    the `Accept-Language` language (Chinese by default).
     """
 
     def work(session: Session) -> SettleOut:
         settlement = service.settle_statutory(session, context.book, episode_id, principal.username, principal)
         return SettleOut(
             episode_id=episode_id,
-            settlement=SettlementOut.of(settlement, context.book),
+            settlement=SettlementOut.of(settlement, context.book, gettext),
             coverage=CoverageOut.of(service.coverage_of(session, episode_id, principal)),
         )
 

@@ -1,7 +1,8 @@
 """Request and response types of the statutory calculation.
 
-Money in: yuan as a JSON *string* ("12,345.60", "¥800", "500.5"), at most two
-decimals, parsed exactly by `core.money.parse_yuan` into integer fen. JSON
+Money in: yuan as a JSON *string* ("12,345.60", "¥800", "500.5", full-width
+"１２，３４５．６０"), at most two decimals, parsed exactly by `core.money.parse_yuan`
+into integer fen; other scripts' digits are refused. JSON
 numbers are refused so that no amount ever passes through a float.
 Money out: both forms, `{"fen": 1234560, "yuan": "12,345.60"}`.
 Dates in: ISO strings ("2024-03-04") within the window a stay can have: from
@@ -19,20 +20,20 @@ from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, ValidationInfo, WithJsonSchema
 
-from gongji.core.errors import InvalidInput
+from gongji.core.errors import InvalidInput, InvalidValue
 from gongji.core.messages import identity
 from gongji.core.money import YUAN_PATTERN, format_yuan, parse_yuan
 from gongji.rules.cascade import ASSISTANCE_CATEGORIES, HOSPITAL_LEVELS, SCHEMES, ExplanationLine, Settlement
-from gongji.rules.params import ParameterBook, ParameterSet
+from gongji.rules.params import ParameterBook, ParameterSet, check_region
 
 
 def _yuan_to_fen(value: Any) -> int:
     if not isinstance(value, str):
-        raise ValueError('send yuan as a string, e.g. "12,345.60"')
+        raise InvalidValue('send yuan as a string, e.g. "12,345.60"')
     try:
         return parse_yuan(value)
     except InvalidInput as error:
-        raise ValueError(error.detail) from None
+        raise InvalidValue(error.text) from None
 
 
 #: A yuan amount typed by a person, held as fen once validated.
@@ -43,7 +44,7 @@ YuanText = Annotated[
         {
             "type": "string",
             "pattern": YUAN_PATTERN,
-            "description": "Yuan, at most two decimals; commas and a ¥ sign allowed.",
+            "description": "Yuan, at most two decimals; commas and a ¥ sign allowed; full-width (１２，３４５．６０) too.",
             "examples": ["12,345.60"],
         },
         mode="validation",
@@ -67,16 +68,16 @@ def _iso_date_text(value: Any) -> Any:
     if isinstance(value, dt.date) and not isinstance(value, dt.datetime):
         return value
     if not isinstance(value, str) or not _ISO_DATE_RE.fullmatch(value):
-        raise ValueError('send the date as ISO text "YYYY-MM-DD", e.g. "2024-03-04"')
+        raise InvalidValue('send the date as ISO text "YYYY-MM-DD", e.g. "2024-03-04"')
     return value
 
 
 def _within_stay_window(value: dt.date) -> dt.date:
     today = today_in_china()
     if value < EARLIEST_STAY:
-        raise ValueError(f"must not be before {EARLIEST_STAY.isoformat()}")
+        raise InvalidValue("must not be before {date}", values={"date": EARLIEST_STAY.isoformat()})
     if value > today:
-        raise ValueError(f"must not be after today ({today.isoformat()}, China time)")
+        raise InvalidValue("must not be after today ({today}, China time)", values={"today": today.isoformat()})
     return value
 
 
@@ -84,7 +85,9 @@ def _not_before_admission(value: dt.date, info: ValidationInfo) -> dt.date:
     """Runs on the field, not the model, so it reports together with other fields' errors."""
     admission = info.data.get("admission_date")
     if admission is not None and value < admission:
-        raise ValueError(f"discharge date is before admission date ({admission.isoformat()})")
+        raise InvalidValue(
+            "discharge date is before admission date ({admission})", values={"admission": admission.isoformat()}
+        )
     return value
 
 
@@ -105,6 +108,15 @@ Scheme = Literal[SCHEMES]
 AssistanceCategory = Literal[ASSISTANCE_CATEGORIES]
 HospitalLevel = Literal[HOSPITAL_LEVELS]
 RegionCode = Annotated[str, Field(pattern=r"^[0-9]{6}$", description="GB/T 2260 code; 000000 = national default.")]
+
+
+def _known_region(region: str) -> str:
+    """A known province's code, checked with the other fields so that all errors of a request come back together."""
+    try:
+        check_region(region)
+    except InvalidInput as error:
+        raise InvalidValue(error.text) from None
+    return region
 
 
 class Money(BaseModel):
@@ -132,7 +144,7 @@ class CalculateRequest(CostItems):
     scheme: Scheme
     assistance_category: AssistanceCategory = "none"
     inclusive_enrolled: bool = False
-    region: RegionCode = "000000"
+    region: Annotated[RegionCode, AfterValidator(_known_region)] = "000000"
     hospital_level: HospitalLevel
     admission_date: AdmissionDate
     discharge_date: DischargeDate
