@@ -18,7 +18,7 @@ import uvicorn
 
 from gongji.api.app import create_app
 from gongji.core.settings import Settings
-from gongji.web.i18n import TEXTS
+from gongji.web.i18n import gettext_for
 
 pytestmark = pytest.mark.browser
 
@@ -34,6 +34,9 @@ CASE = {
     "class_a": "45,000.00", "class_b": "18,500.50", "out_of_catalogue": "6,000",
 }
 ROWS = ("basic", "critical_illness", "assistance", "inclusive", "residual", "total")
+#: The English page shows the msgids; the Chinese one their catalog translation.
+ENGLISH = {"title": "Multi-layer medical security calculator", "class_a": "Class A (甲类)", "payer": "Paid by",
+           "residual": "Left to the patient"}
 
 
 def free_port() -> int:
@@ -110,6 +113,9 @@ def test_result_matches_the_api_and_the_chart_renders(page, base_url):
     assert expected["assistance"]["fen"] > 0 and expected["inclusive"]["fen"] > 0
     assert page.locator("article.line").count() == 4
     assert "成都" in page.inner_text(".parameter-set")
+    assert page.inner_text('label[for="class_a"]') == gettext_for("zh")(ENGLISH["class_a"])
+    explanation = page.inner_text("#result")
+    assert "政策范围内费用 = " in explanation and "年度累计 " in explanation and "year to date" not in explanation
     page.screenshot(path=str(SCREENSHOT), full_page=True)
 
 
@@ -127,14 +133,15 @@ def test_english_switch_changes_the_labels_and_is_remembered(page):
     page.goto("/")
     page.click("#switch-language")
     page.wait_for_url("**/?lang=en")
-    assert page.inner_text("h1") == TEXTS["title"][1]
-    assert page.inner_text('label[for="class_a"]') == TEXTS["field.class_a"][1]
+    assert page.inner_text("h1") == ENGLISH["title"]
+    assert page.inner_text('label[for="class_a"]') == ENGLISH["class_a"]
     page.click("#submit")
     page.wait_for_selector("#amounts")
-    assert TEXTS["result.payer"][1] in page.inner_text("#amounts thead")
-    assert TEXTS["result.residual"][1] in page.inner_text('#amounts tr[data-layer="residual"]')
+    assert ENGLISH["payer"] in page.inner_text("#amounts thead")
+    assert ENGLISH["residual"] in page.inner_text('#amounts tr[data-layer="residual"]')
+    assert "in-policy cost = " in page.inner_text("article.line")
     page.goto("/")
-    assert page.inner_text("h1") == TEXTS["title"][1]
+    assert page.inner_text("h1") == ENGLISH["title"]
     assert page.evaluate("document.documentElement.lang") == "en"
 
 

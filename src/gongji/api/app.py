@@ -20,6 +20,7 @@ from gongji.api.throttle import LoginThrottle
 from gongji.core.db import make_engine, migrate, session_factory
 from gongji.core.settings import Settings, get_settings, load_vault
 from gongji.episodes import api as episodes_api
+from gongji.episodes import pages as episodes_pages
 from gongji.rules import api as rules_api
 from gongji.rules import pages as rules_pages
 from gongji.rules.params import load_parameter_book
@@ -77,8 +78,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.add_middleware(BodySizeLimit)
     static = Path(str(resources.files("gongji.web").joinpath("static")))
     app.mount("/static", StaticFiles(directory=static), name="static")
-    for router in (auth.router, auth.admin_router, episodes_api.router, rules_api.router, rules_pages.router):
+    for router in (
+        auth.router, auth.admin_router, episodes_api.router, rules_api.router, rules_pages.router, episodes_pages.router
+    ):
         app.include_router(router)
+    episodes_pages.install_page_errors(app)
     _add_docs_routes(app)
     return app
 

@@ -127,7 +127,10 @@ def allow(*roles: str):
                 raise Unauthorized("the token is unknown or expired", "Authorization")
             principal = Principal(user.id, user.username, user.role, user.display_name, user.regions)
         if principal.role not in roles:
-            raise Forbidden(f"role {principal.role!r} may not do this; allowed: {', '.join(roles)}", "role")
+            raise Forbidden(
+                "role {role} may not do this; allowed: {roles}", "role",
+                values={"role": repr(principal.role), "roles": ", ".join(roles)},
+            )
         request.state.principal = principal
         return principal
 

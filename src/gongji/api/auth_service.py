@@ -71,12 +71,16 @@ def retry_after(until: dt.datetime, now: dt.datetime) -> int:
 def check_password(password: object, username: str, field: str = "password") -> None:
     """The password policy (密码规则): 12–1024 characters, not a common password, not the username."""
     if not isinstance(password, str) or len(password) > MAX_PASSWORD:
-        raise InvalidInput(f"password must be {MIN_PASSWORD}–{MAX_PASSWORD} characters", field)
+        raise InvalidInput(
+            "password must be {min}–{max} characters", field, values={"min": MIN_PASSWORD, "max": MAX_PASSWORD}
+        )
     lowered = password.lower()
     if lowered in common_passwords():
         raise InvalidInput("password is one of the most commonly used passwords; choose another", field)
     if len(password) < MIN_PASSWORD:
-        raise InvalidInput(f"password must be {MIN_PASSWORD}–{MAX_PASSWORD} characters", field)
+        raise InvalidInput(
+            "password must be {min}–{max} characters", field, values={"min": MIN_PASSWORD, "max": MAX_PASSWORD}
+        )
     if username and username.lower() in lowered:
         raise InvalidInput("password must not contain the username", field)
 
@@ -87,14 +91,22 @@ def check_regions(role: str, regions: Iterable[str]) -> tuple[str, ...]:
         raise InvalidInput("regions must be a list of 6-digit region codes", "regions")
     codes = list(regions)
     if role in SELF_SERVICE_ROLES and codes:
-        raise InvalidInput(f"{role} accounts carry no regions", "regions")
+        raise InvalidInput("{role} accounts carry no regions", "regions", values={"role": role})
     for code in codes:
         if not isinstance(code, str) or not REGION_RE.match(code):
-            raise InvalidInput(f"region {code!r} is not a 6-digit GB/T 2260 code", "regions")
+            raise InvalidInput(
+                "region {code} is not a 6-digit GB/T 2260 code", "regions", values={"code": repr(code)}
+            )
         if code != NATIONWIDE and code[:2] not in province_codes():
-            raise InvalidInput(f"region {code!r} is in no known province (or use {NATIONWIDE} for 全国)", "regions")
+            raise InvalidInput(
+                "region {code} is in no known province (or use {nationwide} for 全国)", "regions",
+                values={"code": repr(code), "nationwide": NATIONWIDE},
+            )
     if NATIONWIDE in codes and len(set(codes)) > 1:
-        raise InvalidInput(f"{NATIONWIDE} (全国) already covers every region; give it alone", "regions")
+        raise InvalidInput(
+            "{nationwide} (全国) already covers every region; give it alone", "regions",
+            values={"nationwide": NATIONWIDE},
+        )
     return tuple(sorted(set(codes)))
 
 
@@ -114,12 +126,12 @@ def create_user(
         raise InvalidInput("username must be 3–64 of a-z, 0-9, '.', '_', '-'", "username")
     check_password(password, username)
     if role not in ALL_ROLES:
-        raise InvalidInput(f"role must be one of {', '.join(ALL_ROLES)}", "role")
+        raise InvalidInput("role must be one of {choices}", "role", values={"choices": ", ".join(ALL_ROLES)})
     codes = check_regions(role, regions)
     if not isinstance(display_name, str) or not display_name.strip() or len(display_name) > 100:
         raise InvalidInput("display name must be 1–100 characters", "display_name")
     if session.scalar(select(User.id).where(User.username == username)) is not None:
-        raise Conflict(f"user {username!r} already exists", "username")
+        raise Conflict("user {username} already exists", "username", values={"username": repr(username)})
     now = utcnow()
     user = User(
         username=username,
@@ -192,7 +204,7 @@ def unlock_user(session: Session, user_id: int, *, actor: str) -> User:
     """Lift a lockout and reset the failure count (解锁), audited."""
     user = lock_row(session, User, user_id)
     if user is None:
-        raise NotFound(f"no user {user_id}", "user_id")
+        raise NotFound("no user {id}", "user_id", values={"id": user_id})
     detail = {
         "failed_logins": user.failed_logins,
         "locked_until": user.locked_until.isoformat() if user.locked_until else None,
@@ -213,7 +225,7 @@ def change_password(
     now = now or utcnow()
     user = lock_row(session, User, user_id)
     if user is None or not user.active:
-        raise NotFound(f"no active user {user_id}", "user_id")
+        raise NotFound("no active user {id}", "user_id", values={"id": user_id})
     try:
         _hasher.verify(user.password_hash, current_password if isinstance(current_password, str) else "")
     except (VerificationError, InvalidHashError):

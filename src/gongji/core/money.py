@@ -47,38 +47,42 @@ def parse_yuan(text: str | int | Decimal, field: str = "amount", *, allow_negati
     foreign = next((ch for ch in raw if not _is_typeable(ch)), None)
     if foreign is not None:
         raise InvalidInput(
-            f"amount may use only the digits 0–9 (or full-width ０–９), ',', '.' and ¥; "
-            f"{foreign!r} (U+{ord(foreign):04X}) is not allowed",
+            "amount may use only the digits 0–9 (or full-width ０–９), ',', '.' and ¥; "
+            "{character} (U+{code}) is not allowed",
             field,
+            values={"character": repr(foreign), "code": f"{ord(foreign):04X}"},
         )
     raw = unicodedata.normalize("NFKC", raw).strip()
     negative = False
     if _MINUS_RE.match(raw):
         if not allow_negative:
-            raise InvalidInput(f"amount must not be negative: {raw!r}", field)
+            raise InvalidInput("amount must not be negative: {text}", field, values={"text": repr(raw)})
         negative = True
         raw = _MINUS_RE.sub("", raw, count=1).strip()
     if _TOO_PRECISE_RE.search(raw):
-        raise InvalidInput(f"at most two decimals (fen) allowed: {raw!r}", field)
+        raise InvalidInput("at most two decimals (fen) allowed: {text}", field, values={"text": repr(raw)})
     if not _YUAN_RE.fullmatch(raw):
-        raise InvalidInput(f"not a yuan amount: {raw!r}", field)
+        raise InvalidInput("not a yuan amount: {text}", field, values={"text": repr(raw)})
     digits = raw.lstrip("¥").strip().replace(",", "")
+    too_large = "amount exceeds the ceiling of {ceiling} yuan: {text}"
     if len(digits.partition(".")[0].lstrip("0")) > _MAX_WHOLE_DIGITS:
-        raise InvalidInput(f"amount exceeds the ceiling of {format_yuan(MAX_FEN)} yuan: {raw!r}", field)
+        raise InvalidInput(too_large, field, values={"ceiling": format_yuan(MAX_FEN), "text": repr(raw)})
     fen = int(Decimal(digits) * FEN_PER_YUAN)
     if fen > MAX_FEN:
-        raise InvalidInput(f"amount exceeds the ceiling of {format_yuan(MAX_FEN)} yuan: {raw!r}", field)
+        raise InvalidInput(too_large, field, values={"ceiling": format_yuan(MAX_FEN), "text": repr(raw)})
     return -fen if negative else fen
 
 
 def check_fen(value: int, field: str = "amount", *, allow_negative: bool = False) -> int:
     """Validate an amount already in fen (from JSON or Parquet)."""
     if isinstance(value, bool) or not isinstance(value, int):
-        raise InvalidInput(f"amount in fen must be an integer, got {value!r}", field)
+        raise InvalidInput("amount in fen must be an integer, got {value}", field, values={"value": repr(value)})
     if value < 0 and not allow_negative:
-        raise InvalidInput(f"amount must not be negative: {value}", field)
+        raise InvalidInput("amount must not be negative: {text}", field, values={"text": value})
     if abs(value) > MAX_FEN:
-        raise InvalidInput(f"amount exceeds the ceiling of {format_yuan(MAX_FEN)} yuan", field)
+        raise InvalidInput(
+            "amount exceeds the ceiling of {ceiling} yuan", field, values={"ceiling": format_yuan(MAX_FEN)}
+        )
     return value
 
 
@@ -99,10 +103,10 @@ def percent_to_bp(text: str | int | float | Decimal, field: str = "rate") -> int
     """Turn a percentage such as "70", "12.5" or "0.6" into integer basis points, exactly."""
     value = Decimal(str(text)) * 100
     if value != value.to_integral_value():
-        raise InvalidInput(f"rate finer than 0.01% not supported: {text}", field)
+        raise InvalidInput("rate finer than 0.01% not supported: {text}", field, values={"text": text})
     bp = int(value)
     if not 0 <= bp <= BP_PER_UNIT:
-        raise InvalidInput(f"rate must lie between 0% and 100%: {text}", field)
+        raise InvalidInput("rate must lie between 0% and 100%: {text}", field, values={"text": text})
     return bp
 
 

@@ -14,24 +14,16 @@ refilled with them.
 from __future__ import annotations
 
 import datetime as dt
-import gettext as gettext_module
-import io
 import secrets
 from collections.abc import Callable, Iterable
-from functools import lru_cache
 from importlib import resources
-from pathlib import Path
 from typing import Annotated, Any
 from urllib.parse import urlencode, urlsplit
 
-from babel.messages.mofile import write_mo
-from babel.messages.pofile import read_po
-from babel.support import Translations
 from fastapi import APIRouter, Depends, FastAPI, Query, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from fastapi.templating import Jinja2Templates
-from jinja2 import Environment, FileSystemLoader, select_autoescape
 from pydantic import ValidationError
 from sqlalchemy import func, select
 from starlette.concurrency import run_in_threadpool
@@ -55,7 +47,7 @@ from gongji.api.deps import AppContext, RowId, get_context
 from gongji.api.models import ALL_ROLES
 from gongji.api.problems import validation_errors
 from gongji.core.access import covers_region, is_self_service
-from gongji.core.errors import GongjiError, InvalidInput, TooManyRequests, Unauthorized
+from gongji.core.errors import Forbidden, GongjiError, InvalidInput, TooManyRequests, Unauthorized
 from gongji.core.identity import normalise_id_number, province_codes, redact_personal_digits
 from gongji.core.messages import Text
 from gongji.episodes import service
@@ -65,7 +57,16 @@ from gongji.episodes.schemas import EpisodeCreate, EpisodeOut, PersonCreate, Per
 from gongji.rules.cascade import ASSISTANCE_CATEGORIES, HOSPITAL_LEVELS, LAYERS, SCHEMES
 from gongji.rules.params import ParameterBook
 from gongji.rules.schemas import LineOut, Money, ParameterOut, ParameterSetOut, SettlementOut, today_in_china
-from gongji.web.i18n import HTML_LANG, LANG_COOKIE, LANGUAGES, choose_language
+from gongji.web.i18n import (
+    HTML_LANG,
+    LANG_COOKIE,
+    LANGUAGE_NAMES,
+    LANGUAGES,
+    Gettext,
+    choose_language,
+    gettext_for,
+    install_gettext,
+)
 
 router = APIRouter(prefix="/workbench", tags=["workbench"], include_in_schema=False)
 Context = Annotated[AppContext, Depends(get_context)]
@@ -80,36 +81,8 @@ EPISODE_FIELDS = (
 )
 SEARCH_FIELDS = ("id_number", "name", "region")
 ONE_YEAR = 365 * 24 * 3600
-TEMPLATES = str(resources.files("gongji.web").joinpath("templates"))
-
-
-# --- languages (interim: until gongji.web.i18n offers the gettext catalogs) ------------------
-
-
-@lru_cache(maxsize=None)
-def _translations(language: str) -> gettext_module.NullTranslations:
-    po = Path(str(resources.files("gongji"))) / "locale" / "zh_CN" / "LC_MESSAGES" / "messages.po"
-    if language != "zh" or not po.exists():
-        return gettext_module.NullTranslations()
-    with po.open("rb") as handle:
-        catalog = read_po(handle, locale="zh_CN")
-    compiled = io.BytesIO()
-    write_mo(compiled, catalog)
-    compiled.seek(0)
-    return Translations(compiled)
-
-
-def gettext_for(language: str) -> Callable[[str], str]:
-    return _translations(language).gettext
-
-
-@lru_cache(maxsize=None)
-def jinja_templates(language: str, directory: str) -> Jinja2Templates:
-    environment = Environment(
-        loader=FileSystemLoader(directory), autoescape=select_autoescape(), extensions=["jinja2.ext.i18n"]
-    )
-    environment.install_gettext_translations(_translations(language), newstyle=True)
-    return Jinja2Templates(env=environment)
+templates = Jinja2Templates(directory=str(resources.files("gongji.web").joinpath("templates")))
+install_gettext(templates.env)
 
 
 # --- rendering --------------------------------------------------------------------------------
@@ -117,6 +90,10 @@ def jinja_templates(language: str, directory: str) -> Jinja2Templates:
 
 def _language(request: Request) -> str:
     return choose_language(request.query_params.get("lang"), request.cookies.get(LANG_COOKIE))
+
+
+def _gettext(request: Request) -> Gettext:
+    return gettext_for(_language(request))
 
 
 def _is_htmx(request: Request) -> bool:
@@ -133,9 +110,8 @@ def _set_cookie(request: Request, response: Response, name: str, value: str, max
     )
 
 
-def _lang_href(request: Request, language: str, back: str | None) -> str:
-    """The same page in the other language; pages answering a POST link to `back` (a GET page) instead."""
-    other = LANGUAGES[1 - LANGUAGES.index(language)]
+def _lang_href(request: Request, other: str, back: str | None) -> str:
+    """The same page in the `other` language; pages answering a POST link to `back` (a GET page) instead."""
     if back is None and request.method == "GET":
         query = {key: value for key, value in request.query_params.items() if key != "lang"}
         return f"{request.url.path}?{urlencode({**query, 'lang': other})}"
@@ -154,12 +130,15 @@ def render(
 ) -> HTMLResponse:
     """A workbench page in the reader's language, with the CSRF token its forms repeat (set if missing)."""
     language = _language(request)
+    other = LANGUAGES[1 - LANGUAGES.index(language)]
     csrf = request.cookies.get(CSRF_COOKIE) or secrets.token_urlsafe(32)
     principal = getattr(request.state, "principal", None)
     page = {
         "lang": language,
         "html_lang": HTML_LANG[language],
-        "lang_href": _lang_href(request, language, back),
+        "other_html_lang": HTML_LANG[other],
+        "other_language_name": LANGUAGE_NAMES[other],
+        "lang_href": _lang_href(request, other, back),
         "csrf_field": CSRF_FIELD,
         "csrf_token": csrf,
         "principal": principal,
@@ -167,9 +146,7 @@ def render(
         "can_search": principal is not None and principal.role in STAFF,
         **(context or {}),
     }
-    response = jinja_templates(language, TEMPLATES).TemplateResponse(
-        request, template, page, status_code=status, headers=headers
-    )
+    response = templates.TemplateResponse(request, template, page, status_code=status, headers=headers)
     if csrf != request.cookies.get(CSRF_COOKIE):
         _set_cookie(request, response, CSRF_COOKIE, csrf)
     if request.query_params.get("lang") in LANGUAGES:
@@ -184,21 +161,24 @@ def _go(request: Request, url: str) -> Response:
     return RedirectResponse(url, status_code=303)
 
 
-def _field_errors(errors: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
-    """[{field, status, detail}], first error per field kept; digit runs that could be an ID are masked."""
+def _field_errors(errors: Iterable[dict[str, Any]], fields: tuple[str, ...]) -> list[dict[str, Any]]:
+    """[{field, status, detail}] in the form's order, the first per field; digit runs that could be an ID masked."""
     seen: dict[str, dict[str, Any]] = {}
     for error in errors:
         field = str(error["field"]).split(".")[0] or "form"
         seen.setdefault(field, {**error, "field": field, "detail": redact_personal_digits(str(error["detail"]))})
-    return list(seen.values())
+    return sorted(seen.values(), key=lambda error: fields.index(error["field"]) if error["field"] in fields else -1)
 
 
-def _from_validation(error: ValidationError) -> list[dict[str, Any]]:
-    return [{"field": e["field"], "status": 422, "detail": e["message"]} for e in validation_errors(error.errors())]
+def _from_validation(error: ValidationError, gettext: Gettext) -> list[dict[str, Any]]:
+    return [
+        {"field": found["field"], "status": 422, "detail": found["message"]}
+        for found in validation_errors(error.errors(), gettext)
+    ]
 
 
-def _from_domain(error: GongjiError) -> dict[str, Any]:
-    return {"field": error.field or "form", "status": error.status, "detail": error.detail}
+def _from_domain(error: GongjiError, gettext: Gettext) -> dict[str, Any]:
+    return {"field": error.field or "form", "status": error.status, "detail": error.text.render(gettext)}
 
 
 def _form_status(errors: list[dict[str, Any]]) -> int:
@@ -209,7 +189,7 @@ def _form_answer(
     request: Request, template: str, context: dict[str, Any], fields: tuple[str, ...], errors: list[dict[str, Any]]
 ) -> HTMLResponse:
     """A form with its errors: for htmx the summary plus every field's message (out of band), else the page."""
-    errors = _field_errors(errors)
+    errors = _field_errors(errors, fields)
     context = {**context, "errors": errors, "error_for": {error["field"]: error for error in errors}, "fields": fields}
     name = "workbench/_form_errors.html" if _is_htmx(request) else template
     return render(request, name, context, status=_form_status(errors))
@@ -267,16 +247,20 @@ def install_page_errors(app: FastAPI) -> None:
         app.add_exception_handler(kind, _page_or(app.exception_handlers[kind]))
 
 
+def _login_url(request: Request) -> str:
+    """The login page, returning to the page asked for (GET only: a form's answer cannot be asked for again)."""
+    wanted = request.url.path + (f"?{request.url.query}" if request.url.query else "")
+    if request.method != "GET" or _safe_next(wanted) is None:
+        return LOGIN
+    return f"{LOGIN}?{urlencode({'next': wanted})}"
+
+
 def _page_or(fallback: Callable[..., Any]) -> Callable[..., Any]:
     async def handle(request: Request, error: Exception) -> Response:
         if not _is_page_request(request):
             return await fallback(request, error)
         if isinstance(error, Unauthorized):
-            target = LOGIN
-            if request.method == "GET" and (wanted := _safe_next(str(request.url.path) + (
-                f"?{request.url.query}" if request.url.query else ""
-            ))):
-                target = f"{LOGIN}?{urlencode({'next': wanted})}"
+            target = _login_url(request)
             if _is_htmx(request):
                 return Response(status_code=401, headers={"HX-Redirect": target})
             response = RedirectResponse(target, status_code=303)
@@ -302,12 +286,12 @@ def _signed_in(context: AppContext, token: str | None) -> bool:
 
 @router.get("/login", response_class=HTMLResponse, **access(PUBLIC))
 def login_page(
-    request: Request, context: Context, next: Annotated[str | None, Query(max_length=500)] = None
+    request: Request, context: Context, wanted: Annotated[str | None, Query(alias="next", max_length=500)] = None
 ) -> Response:
     """The sign-in form (登录); someone already signed in goes straight on."""
     if _signed_in(context, request.cookies.get(SESSION_COOKIE)):
-        return RedirectResponse(_safe_next(next) or HOME, status_code=303)
-    return render(request, "workbench/login.html", {"next": _safe_next(next) or ""})
+        return RedirectResponse(_safe_next(wanted) or HOME, status_code=303)
+    return render(request, "workbench/login.html", {"next": _safe_next(wanted) or ""})
 
 
 def _sign_in(context: AppContext, username: str, password: str) -> str | None:
@@ -380,6 +364,7 @@ def home(request: Request, context: Context, principal: CurrentPrincipal) -> Res
 @router.post("/search", response_class=HTMLResponse, **access(*STAFF))
 async def search(request: Request, context: Context, principal: CurrentPrincipal) -> Response:
     """Persons by ID number (exact, keyed hash) or masked name and region; a POST so no ID lands in a URL."""
+    gettext = _gettext(request)
     values = _form_values(await request.form(), SEARCH_FIELDS)
     query = {name: values[name] or None for name in SEARCH_FIELDS}
     errors: list[dict[str, Any]] = []
@@ -394,10 +379,10 @@ async def search(request: Request, context: Context, principal: CurrentPrincipal
 
         results = await run_in_threadpool(work)
     except ValidationError as error:
-        errors = _from_validation(error)
+        errors = _from_validation(error, gettext)
     except InvalidInput as error:
-        errors = [_from_domain(error)]
-    errors = _field_errors(errors)
+        errors = [_from_domain(error, gettext)]
+    errors = _field_errors(errors, SEARCH_FIELDS)
     page = {
         "regions": _regions(context.book, principal), "values": {"region": values["region"]}, "results": results,
         "errors": errors, "error_for": {error["field"]: error for error in errors}, "fields": SEARCH_FIELDS,
@@ -432,22 +417,24 @@ def new_person(request: Request, context: Context, principal: CurrentPrincipal) 
 @router.post("/persons", response_class=HTMLResponse, **access(*WRITERS))
 async def create_person(request: Request, context: Context, principal: CurrentPrincipal) -> Response:
     """Register a person (登记); every field's error is shown next to it, all at once."""
+    gettext = _gettext(request)
     values = _form_values(await request.form(), PERSON_FIELDS, checkboxes=("inclusive_enrolled",))
     errors: list[dict[str, Any]] = []
     try:
         PersonCreate.model_validate(values)
     except ValidationError as error:
-        errors = _from_validation(error)
+        errors = _from_validation(error, gettext)
+    # The service stops at its first refusal; these checks of its own let every field be named at once.
     flagged = {error["field"] for error in errors}
-    if "id_number" not in flagged:
-        try:
+    try:
+        if "id_number" not in flagged:
             normalise_id_number(values["id_number"], "id_number")
-        except InvalidInput as error:
-            errors.append(_from_domain(error))
+    except InvalidInput as error:
+        errors.append(_from_domain(error, gettext))
     if "name" not in flagged and not values["name"]:
-        errors.append({"field": "name", "status": 422, "detail": "name is required"})
+        errors.append(_from_domain(InvalidInput("name is required", "name"), gettext))
     if "region" not in flagged and not covers_region(principal, values["region"]):
-        errors.append({"field": "region", "status": 403, "detail": "outside the regions you work in"})
+        errors.append(_from_domain(Forbidden("this region is outside the regions you work in", "region"), gettext))
     if not errors:
 
         def work() -> int:
@@ -462,7 +449,7 @@ async def create_person(request: Request, context: Context, principal: CurrentPr
         try:
             return _go(request, f"{HOME}/persons/{await run_in_threadpool(work)}")
         except GongjiError as error:
-            errors = [_from_domain(error)]
+            errors = [_from_domain(error, gettext)]
     page = _person_form_context(context, principal, values)
     return _form_answer(request, "workbench/person_form.html", page, PERSON_FIELDS, errors)
 
@@ -531,6 +518,7 @@ def new_episode(request: Request, person_id: RowId, context: Context, principal:
 @router.post("/persons/{person_id}/episodes", response_class=HTMLResponse, **access(*WRITERS))
 async def create_episode(request: Request, person_id: RowId, context: Context, principal: CurrentPrincipal) -> Response:
     """Record a hospital stay (住院) with its itemised cost in yuan; errors are named next to each field."""
+    gettext = _gettext(request)
     values = _form_values(await request.form(), EPISODE_FIELDS)
 
     def person_out() -> PersonOut:
@@ -545,7 +533,7 @@ async def create_episode(request: Request, person_id: RowId, context: Context, p
     try:
         body = EpisodeCreate.model_validate(submitted)
     except ValidationError as error:
-        errors = _from_validation(error)
+        errors = _from_validation(error, gettext)
     if not errors:
 
         def work() -> EpisodeOut:
@@ -562,16 +550,12 @@ async def create_episode(request: Request, person_id: RowId, context: Context, p
             year = episode.discharge_date.year
             return _go(request, f"{HOME}/persons/{person_id}?year={year}#episode-{episode.id}")
         except GongjiError as error:
-            errors = [_from_domain(error)]
+            errors = [_from_domain(error, gettext)]
     page = _episode_form_context(person, values)
     return _form_answer(request, "workbench/episode_form.html", page, EPISODE_FIELDS, errors)
 
 
 # --- settling ---------------------------------------------------------------------------------
-
-
-def _gettext(request: Request) -> Callable[[str], str]:
-    return gettext_for(_language(request))
 
 
 @router.post("/episodes/{episode_id}/settle", response_class=HTMLResponse, **access(*WRITERS))
@@ -619,7 +603,7 @@ def resettle(request: Request, person_id: RowId, year: Year, context: Context, p
 # --- the settlement sheet ---------------------------------------------------------------------
 
 
-def _trace(explanation: Any, gettext: Callable[[str], str]) -> LineOut | None:
+def _trace(explanation: Any, gettext: Gettext) -> LineOut | None:
     """A recorded explanation (what the settlement wrote into the coverage registry) as a readable line."""
     if not isinstance(explanation, dict) or "parameters" not in explanation:
         return None
@@ -635,7 +619,7 @@ def _trace(explanation: Any, gettext: Callable[[str], str]) -> LineOut | None:
     )
 
 
-def _sheet_layers(records: list[Coverage], gettext: Callable[[str], str]) -> list[dict[str, Any]]:
+def _sheet_layers(records: list[Coverage], gettext: Gettext) -> list[dict[str, Any]]:
     """Each layer's recorded total, its records (payments, adjustments) and the trace of the latest one."""
     layers = []
     for layer in service.COVERAGE_LAYERS:

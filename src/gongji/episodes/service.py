@@ -84,15 +84,16 @@ def create_person(
     """Register a person; the ID and name are stored encrypted and shown masked. One person per ID."""
     number = normalise_id_number(id_number, "id_number")
     if not isinstance(name, str) or not name.strip() or len(name.strip()) > _MAX_NAME:
-        raise InvalidInput(f"name must be 1–{_MAX_NAME} characters", "name")
+        raise InvalidInput("name must be 1–{max} characters", "name", values={"max": _MAX_NAME})
     if any(not ch.isprintable() for ch in name):
         raise InvalidInput("name contains control characters", "name")
     name = name.strip()
     if scheme not in SCHEMES:
-        raise InvalidInput(f"scheme must be one of {', '.join(SCHEMES)}", "scheme")
+        raise InvalidInput("scheme must be one of {choices}", "scheme", values={"choices": ", ".join(SCHEMES)})
     if assistance_category not in ASSISTANCE_CATEGORIES:
         raise InvalidInput(
-            f"assistance_category must be one of {', '.join(ASSISTANCE_CATEGORIES)}", "assistance_category"
+            "assistance_category must be one of {choices}", "assistance_category",
+            values={"choices": ", ".join(ASSISTANCE_CATEGORIES)},
         )
     if not isinstance(inclusive_enrolled, bool):
         raise InvalidInput("inclusive_enrolled must be true or false", "inclusive_enrolled")
@@ -155,7 +156,7 @@ def readable_persons(subject: Subject | None) -> Select[tuple[Person]]:
 def get_person(session: Session, person_id: int, subject: Subject | None = None) -> Person:
     person = session.scalars(readable_persons(subject).where(Person.id == person_id)).one_or_none()
     if person is None:
-        raise NotFound(f"no person {person_id}", "person_id")
+        raise NotFound("no person {id}", "person_id", values={"id": person_id})
     return person
 
 
@@ -178,7 +179,7 @@ def search_persons(
         query = query.where(Person.person_key == vault.person_key(normalise_id_number(id_number, "id_number")))
     elif name:
         if not isinstance(name, str) or not name.strip() or len(name.strip()) > _MAX_NAME:
-            raise InvalidInput(f"name must be 1–{_MAX_NAME} characters", "name")
+            raise InvalidInput("name must be 1–{max} characters", "name", values={"max": _MAX_NAME})
         typed = name.strip()
         query = query.where(Person.masked_name == (typed if "*" in typed else mask_name(typed)))
     else:
@@ -225,7 +226,9 @@ def create_episode(
         raise InvalidInput("hospital_level must be 1, 2 or 3 (一级/二级/三级)", "hospital_level")
     code = icd10.strip().upper() if isinstance(icd10, str) else ""
     if not ICD10_RE.match(code):
-        raise InvalidInput(f"not an ICD-10 code (letter, two digits, optional .digits): {icd10!r}", "icd10")
+        raise InvalidInput(
+            "not an ICD-10 code (letter, two digits, optional .digits): {code}", "icd10", values={"code": repr(icd10)}
+        )
     amounts = {
         field: check_fen(value, field)
         for field, value in (("class_a", class_a), ("class_b", class_b), ("out_of_catalogue", out_of_catalogue))
@@ -258,7 +261,7 @@ def get_episode(session: Session, episode_id: int, subject: Subject | None = Non
         select(Episode).where(Episode.id == episode_id, Episode.person_id.in_(visible))
     ).one_or_none()
     if episode is None:
-        raise NotFound(f"no episode {episode_id}", "episode_id")
+        raise NotFound("no episode {id}", "episode_id", values={"id": episode_id})
     return episode
 
 
@@ -279,7 +282,9 @@ def link_person(
     if not is_self_service(subject):
         raise Forbidden("only self-service family accounts link persons to themselves", "role")
     if relationship not in RELATIONSHIPS:
-        raise InvalidInput(f"relationship must be one of {', '.join(RELATIONSHIPS)}", "relationship")
+        raise InvalidInput(
+            "relationship must be one of {choices}", "relationship", values={"choices": ", ".join(RELATIONSHIPS)}
+        )
     number = normalise_id_number(id_number, "id_number")
     since = utcnow() - dt.timedelta(days=1)
     failures = session.scalar(
@@ -342,11 +347,11 @@ def record_coverage(
     so two layers paying at once cannot both see the same residual.
     """
     if layer not in COVERAGE_LAYERS:
-        raise InvalidInput(f"layer must be one of {', '.join(COVERAGE_LAYERS)}", "layer")
+        raise InvalidInput("layer must be one of {choices}", "layer", values={"choices": ", ".join(COVERAGE_LAYERS)})
     if not isinstance(program, str) or not program.strip() or len(program) > _MAX_PROGRAM:
-        raise InvalidInput(f"program must be 1–{_MAX_PROGRAM} characters", "program")
+        raise InvalidInput("program must be 1–{max} characters", "program", values={"max": _MAX_PROGRAM})
     if kind not in COVERAGE_KINDS:
-        raise InvalidInput(f"kind must be one of {', '.join(COVERAGE_KINDS)}", "kind")
+        raise InvalidInput("kind must be one of {choices}", "kind", values={"choices": ", ".join(COVERAGE_KINDS)})
     check_fen(amount, "amount", allow_negative=kind == "adjustment")
     if amount == 0 or (kind == "payment" and amount < 0):
         raise InvalidInput("a payment must be positive, an adjustment non-zero", "amount")
@@ -357,12 +362,13 @@ def record_coverage(
 
     episode = lock_row(session, Episode, episode_id)
     if episode is None:
-        raise NotFound(f"no episode {episode_id}", "episode_id")
+        raise NotFound("no episode {id}", "episode_id", values={"id": episode_id})
     covered = _covered(session, episode_id)
     residual = episode.total - covered
     if amount > residual:
         raise Conflict(
-            f"coverage of {amount} fen exceeds the residual of {residual} fen (no double compensation)", "amount"
+            "coverage of {amount} fen exceeds the residual of {residual} fen (no double compensation)", "amount",
+            values={"amount": amount, "residual": residual},
         )
     if covered + amount < 0 or _covered_by_layer(session, episode_id, layer) + amount < 0:
         raise Conflict("an adjustment may not take a layer's coverage below zero", "amount")
@@ -414,7 +420,7 @@ def _check_region(region: str) -> None:
     if not isinstance(region, str) or not REGION_RE.match(region):
         raise InvalidInput("region must be a 6-digit GB/T 2260 code", "region")
     if region[:2] not in province_codes():
-        raise InvalidInput(f"unknown province code {region[:2]!r} in region", "region")
+        raise InvalidInput("unknown province code {code} in region", "region", values={"code": repr(region[:2])})
 
 
 SETTLE_ACTION = "episode.settle_statutory"

@@ -142,9 +142,10 @@ def _page_context(
     regions = [(code, _(REGION_LABELS[code]) if code in REGION_LABELS else names[code]) for code in sorted(names)]
     if settled_region is not None and settled_region not in names:
         regions.append((settled_region, settled_region))
+    other = LANGUAGES[1 - LANGUAGES.index(language)]
     return {
         "request": request, "lang": language, "html_lang": HTML_LANG[language],
-        "other_lang": LANGUAGES[1 - LANGUAGES.index(language)], "language_names": LANGUAGE_NAMES,
+        "other_lang": other, "other_html_lang": HTML_LANG[other], "language_names": LANGUAGE_NAMES,
         "labels": {name: _(label) for name, label in FIELD_LABELS.items()},
         "schemes": [(scheme, _(SCHEME_LABELS[scheme])) for scheme in SCHEMES],
         "categories": [(category, _(CATEGORY_LABELS[category])) for category in ASSISTANCE_CATEGORIES],

@@ -145,8 +145,12 @@ PYDANTIC_MESSAGES = {
     "dict_type": N_("Input should be a valid dictionary"),
     "model_attributes_type": N_("Input should be a valid dictionary or object to extract fields from"),
     "model_type": N_("Input should be a valid dictionary or instance of {class_name}"),
-    "too_short": N_("{field_type} should have at least {min_length} item{expected_plural} after validation, not {actual_length}"),
-    "too_long": N_("{field_type} should have at most {max_length} item{expected_plural} after validation, not {actual_length}"),
+    "too_short": N_(
+        "{field_type} should have at least {min_length} item{expected_plural} after validation, not {actual_length}"
+    ),
+    "too_long": N_(
+        "{field_type} should have at most {max_length} item{expected_plural} after validation, not {actual_length}"
+    ),
     "json_invalid": N_("Invalid JSON: {error}"),
 }
 #: HTTP reason phrases used as problem titles (`HTTPStatus(status).phrase`) for errors raised by the framework.
