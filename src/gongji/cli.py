@@ -322,6 +322,7 @@ def demo(host: HostOption = "127.0.0.1", port: PortOption = 8000) -> None:
         typer.echo(f"loaded {report.persons_loaded} demo persons with {report.episodes_loaded} settled episodes")
     typer.echo(f"demo staff (username, role, password), saved in {report.credentials_file}:")
     typer.echo(report.credentials.rstrip())
+    typer.echo(f"sign in to the caseworker workbench (个案工作台) at http://{host}:{port}/workbench/login")
     _serve(host, port)
 
 

@@ -41,6 +41,13 @@ BODIES = {
     ("GET", "/api/episodes/{episode_id}"): None,
     ("GET", "/api/episodes/{episode_id}/coverage"): None,
     ("GET", "/api/persons/{person_id}/years/{year}"): None,
+    # The caseworker workbench (web forms: the body goes as form fields).
+    ("GET", "/workbench/persons/{person_id}"): None,
+    ("GET", "/workbench/persons/{person_id}/episodes/new"): None,
+    ("POST", "/workbench/persons/{person_id}/episodes"): EPISODE,
+    ("POST", "/workbench/episodes/{episode_id}/settle"): None,
+    ("POST", "/workbench/persons/{person_id}/years/{year}/resettle"): None,
+    ("GET", "/workbench/episodes/{episode_id}/sheet"): None,
 }
 #: username → (role, regions, the persons it may see)
 ACCOUNTS = {
@@ -117,8 +124,9 @@ def test_each_account_sees_exactly_its_scope_on_every_route(world, username):
     for method, route in routes_with_ids(app):
         allowed = role in route.openapi_extra["x-roles"]
         for key in ("hz", "cd"):
-            response = client.request(method, path_for(route, records[key]), headers=headers,
-                                      json=BODIES[(method, route.path)])
+            body = BODIES[(method, route.path)]
+            sent = {"data": body} if route.path.startswith("/workbench/") else {"json": body}
+            response = client.request(method, path_for(route, records[key]), headers=headers, **sent)
             where = f"{username} {method} {route.path} on {key}"
             if not allowed:
                 assert response.status_code == 403, where

@@ -26,6 +26,7 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from fastapi.templating import Jinja2Templates
 from pydantic import ValidationError
 from sqlalchemy import func, select
+from sqlalchemy.orm import Session
 from starlette.concurrency import run_in_threadpool
 
 from gongji.api.auth import (
@@ -307,7 +308,8 @@ async def login(request: Request, context: Context, throttle: Throttle) -> Respo
     username, password = str(form.get("username", "")), str(form.get("password", ""))
     wanted = _safe_next(form.get("next"))
     page = {"next": wanted or "", "username": username[:64]}
-    if not csrf_matches(request, form.get(CSRF_FIELD) if isinstance(form.get(CSRF_FIELD), str) else None):
+    presented = form.get(CSRF_FIELD)
+    if not csrf_matches(request, presented if isinstance(presented, str) else None):
         return render(request, "workbench/login.html", {**page, "problem": "csrf"}, status=403)
     try:
         LoginRequest.model_validate({"username": username, "password": password})
@@ -457,16 +459,10 @@ async def create_person(request: Request, context: Context, principal: CurrentPr
 # --- a person's year --------------------------------------------------------------------------
 
 
-def _year_span(context: AppContext, person_id: int, principal: Principal) -> tuple[int | None, int | None]:
-    """First and last discharge year of the person's episodes (the person is checked against the scope first)."""
-    with context.transaction() as session:
-        service.get_person(session, person_id, principal)
-        first, last = session.execute(
-            select(func.min(Episode.discharge_date), func.max(Episode.discharge_date)).where(
-                Episode.person_id == person_id
-            )
-        ).one()
-    return (first.year if first else None, last.year if last else None)
+def _last_year(session: Session, person_id: int) -> int | None:
+    """The calendar year of the person's latest discharge, the year a caseworker most likely wants to see."""
+    last = session.scalar(select(func.max(Episode.discharge_date)).where(Episode.person_id == person_id))
+    return last.year if last else None
 
 
 @router.get("/persons/{person_id}", response_class=HTMLResponse, **access(*READERS))
@@ -477,10 +473,14 @@ def person_page(
     principal: CurrentPrincipal,
     year: Annotated[int | None, Query(ge=1950, le=2100)] = None,
 ) -> Response:
-    """A person's year at a glance (年度结算概览): episodes in order, each layer against its annual limit."""
-    first, last = _year_span(context, person_id, principal)
-    year = year or last or today_in_china().year
+    """A person's year at a glance (年度结算概览): episodes in order, each layer against its annual limit.
+
+    Without `year`, the year of the latest discharge (or this year, before any episode).
+    """
     with context.transaction() as session:
+        service.get_person(session, person_id, principal)  # outside the caller's scope: 404 before anything else
+        last = _last_year(session, person_id)
+        year = year or last or today_in_china().year
         view = PersonYearOut.of(service.person_year(session, context.book, person_id, year, principal))
     pset = _parameter_set(context.book, view.parameter_set)
     bars = [
@@ -489,9 +489,9 @@ def person_page(
         for layer in view.layers
     ]
     return render(request, "workbench/person.html", {
-        "view": view, "person": view.person, "year": year, "first_year": first, "last_year": last,
-        "parameter_set": pset, "bars": bars, "paid": Money.of(view.total.fen - view.residual.fen), "layers": LAYERS, "region_name": province_codes().get(
-            view.person.region[:2], ""),
+        "view": view, "person": view.person, "year": year, "last_year": last, "parameter_set": pset, "bars": bars,
+        "paid": Money.of(view.total.fen - view.residual.fen), "layers": LAYERS,
+        "region_name": province_codes().get(view.person.region[:2], ""),
     })
 
 
