@@ -298,8 +298,9 @@ def test_fen_from_yuan_text_equals_parse_yuan(texts):
 
 
 @settings(max_examples=60, deadline=None)
-@given(st.lists(st.text(alphabet="0123456789,.¥￥ -", max_size=14), min_size=1, max_size=12))
+@given(st.lists(st.text(alphabet="0123456789,.¥￥ -０１２３４５６７８９，．٣²", max_size=14), min_size=1, max_size=12))
 def test_reader_accepts_exactly_what_parse_yuan_accepts(tmp_path_factory, texts):
+    """Full-width forms (as Chinese keyboards type them) are read; other scripts' digits are refused, both ways."""
     template = generate_episodes(len(texts), seed=3)
     source = tmp_path_factory.mktemp("yuan") / "amounts.csv"
     write_episodes(template, source)

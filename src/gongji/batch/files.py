@@ -446,15 +446,20 @@ def _amount_rules(name: str, dtype: pl.DataType, kind: str) -> _Rules:
             _Check(fen > MAX_FEN, ceiling),
         ]
         return _Rules(fen, checks)
-    text = _text(name)
+    # Full-width digits, comma and ￥ as a Chinese keyboard types them are normalised (NFKC) first,
+    # exactly as `core.money.parse_yuan` does for one amount.
+    typed = _text(name)
+    text = typed.str.normalize("NFKC")
     fen = pl.col(f"__fen:{name}")
     plain = text.str.replace(r"^[¥￥]\s*", "").str.replace_all(",", "", literal=True)
     checks = [
         _required(name),
         _Check(text.str.contains(r"^[-−]"), pl.format("amount must not be negative: '{}'", _shown(text))),
-        _Check(text.str.contains(r"\.\d{3,}$"), pl.format("at most two decimals (fen) allowed: '{}'", _shown(text))),
         _Check(
-            ~text.str.contains(YUAN_PATTERN) | ~plain.str.contains(r"^[0-9]+(\.[0-9]*)?$"),
+            text.str.contains(r"\.[0-9]{3,}$"), pl.format("at most two decimals (fen) allowed: '{}'", _shown(text))
+        ),
+        _Check(
+            ~typed.str.contains(YUAN_PATTERN) | ~plain.str.contains(r"^[0-9]+(\.[0-9]*)?$"),
             pl.format("not a yuan amount (e.g. 12345.60): '{}'", _shown(text)),
         ),
         _Check(fen.is_null() | (fen > MAX_FEN), ceiling),
