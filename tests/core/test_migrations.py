@@ -33,7 +33,7 @@ def test_migrates_inside_a_given_connection(db_url):
             config = alembic_config(db_url)
             config.attributes["connection"] = connection
             command.upgrade(config, "head")
-        assert "ledger_head" in inspect(engine).get_table_names()
+        assert "ledger_leaves" in inspect(engine).get_table_names()
     finally:
         engine.dispose()
 
@@ -44,4 +44,4 @@ def test_offline_mode_renders_sql_for_review(url, capsys):
     script = capsys.readouterr().out
     assert "CREATE TABLE journal_entries" in script
     assert "journal_entries_no_update" in script
-    assert "INSERT INTO ledger_head" in script
+    assert "CREATE TABLE ledger_checkpoints" in script

@@ -1,18 +1,32 @@
+"""The journal as a transparency log, on SQLite and PostgreSQL: post without waiting, sequence, prove, verify."""
+
 from __future__ import annotations
 
-import datetime as dt
 import threading
 
 import pytest
-from sqlalchemy import select, text
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from sqlalchemy import func, select, text
 from sqlalchemy.exc import DBAPIError
 
-from gongji.core.audit import AuditLog
 from gongji.core.db import transaction
 from gongji.core.errors import Conflict, InvalidInput, NotFound
-from gongji.ledger.models import JournalEntry, LedgerHead
-from gongji.ledger.rules import GENESIS_HASH, entry_hash
-from gongji.ledger.service import account_balance, open_account, post_entry, verify_chain
+from gongji.ledger import merkle
+from gongji.ledger.checkpoint import open_note
+from gongji.ledger.models import JournalEntry, LedgerLeaf, LedgerPending
+from gongji.ledger.rules import entry_content
+from gongji.ledger.service import (
+    account_balance,
+    consistency_proof,
+    inclusion_proof,
+    latest_checkpoint,
+    leaf_of_entry,
+    open_account,
+    post_entry,
+    sequence,
+    verify_log,
+)
+from gongji.ledger.signing import LedgerSigner
 
 ACCOUNTS = [
     ("bank", "平台托管账户 custody bank", "asset"),
@@ -20,6 +34,8 @@ ACCOUNTS = [
     ("hospital:1", "医院应付 hospital payable", "liability"),
     ("fee_income", "服务费收入 fee income", "income"),
 ]
+SIGNER = LedgerSigner("gongji.test/ledger", Ed25519PrivateKey.from_private_bytes(bytes(32)))
+VERIFIER = SIGNER.verifier_key
 
 
 @pytest.fixture
@@ -34,44 +50,58 @@ def donate(session, fen: int, memo: str = "捐款"):
     return post_entry(session, "donation", memo, "campaign:1", [("bank", fen), ("campaign:1", -fen)])
 
 
-def test_balanced_entry_updates_balances_and_chain(ledger):
+def sequenced(ledger):
+    with transaction(ledger) as session:
+        return sequence(session, SIGNER)
+
+
+def test_entries_are_logged_proven_and_balanced(ledger):
     with transaction(ledger) as session:
         first = donate(session, 10_000)
         second = post_entry(
-            session,
-            "disbursement",
-            "拨付医院",
-            "campaign:1",
-            [("campaign:1", 9_640), ("hospital:1", -9_280), ("fee_income", -360)],
-            actor="caseworker1",
+            session, "disbursement", "拨付医院", "campaign:1",
+            [("campaign:1", 9_640), ("hospital:1", -9_280), ("fee_income", -360)], actor="caseworker1",
         )
     with ledger() as session:
-        assert (first.seq, second.seq) == (1, 2)
-        assert first.prev_hash == GENESIS_HASH
-        assert second.prev_hash == first.hash
-        stored = session.get(JournalEntry, 2)
+        assert session.scalar(select(func.count()).select_from(LedgerPending)) == 2
+        stored = session.get(JournalEntry, second.seq)
         lines = [(p.account.code, p.amount) for p in stored.postings]
-        assert stored.posted_at.tzinfo == dt.UTC
-        assert stored.hash == entry_hash(
-            2, stored.posted_at, "disbursement", "拨付医院", "campaign:1", lines, first.hash
-        )
-        assert account_balance(session, "bank") == 10_000
+        content = entry_content(stored.uid, stored.posted_at, "disbursement", "拨付医院", "campaign:1", lines)
+        assert stored.leaf_hash == merkle.leaf_hash(content).hex()
         assert account_balance(session, "campaign:1") == -360
-        assert account_balance(session, "hospital:1") == -9_280
-        assert account_balance(session, "fee_income") == -360
-        head = session.get(LedgerHead, 1)
-        assert (head.last_seq, head.last_hash) == (2, second.hash)
-        actions = session.scalars(select(AuditLog.action).order_by(AuditLog.id)).all()
-        assert actions.count("ledger.post") == 2
-        assert verify_chain(session) == verify_chain(session)
-        report = verify_chain(session)
-        assert (report.ok, report.entries_checked, report.first_bad_seq, report.reason) == (True, 2, None, None)
+    report = sequenced(ledger)
+    assert (report.sequenced, report.size) == (2, 2)
+    with ledger() as session:
+        checkpoint = latest_checkpoint(session)
+        signed = open_note(checkpoint.note, VERIFIER)
+        assert (signed.size, signed.root.hex()) == (2, checkpoint.root)
+        for entry in (first, second):
+            leaf = leaf_of_entry(session, entry.seq)
+            proof = inclusion_proof(session, leaf.leaf_index, 2)
+            merkle.verify_inclusion(bytes.fromhex(leaf.leaf_hash), leaf.leaf_index, 2, proof, signed.root)
+        assert verify_log(session, VERIFIER).ok
 
 
-def test_empty_ledger_verifies(sessions):
-    with sessions() as session:
-        report = verify_chain(session)
-        assert report.ok and report.entries_checked == 0
+def test_checkpoints_extend_each_other(ledger):
+    sizes = []
+    for batch in (3, 1, 5):
+        with transaction(ledger) as session:
+            for fen in range(batch):
+                donate(session, 100 + fen)
+        sizes.append(sequenced(ledger).size)
+    assert sizes == [3, 4, 9]
+    with ledger() as session:
+        old = open_note(session.get_one(type(latest_checkpoint(session)), 3).note, VERIFIER)
+        new = open_note(latest_checkpoint(session).note, VERIFIER)
+        merkle.verify_consistency(3, 9, old.root, new.root, consistency_proof(session, 3, 9))
+
+
+def test_empty_ledger_verifies_and_has_no_checkpoint(ledger):
+    assert sequenced(ledger).sequenced == 0
+    with ledger() as session:
+        assert verify_log(session, VERIFIER).ok
+        with pytest.raises(NotFound):
+            latest_checkpoint(session)
 
 
 @pytest.mark.parametrize(
@@ -97,7 +127,7 @@ def test_bad_entries_are_refused_naming_the_field(ledger, kind, memo, reference,
     assert caught.value.field == field
     with ledger() as session:
         assert session.scalars(select(JournalEntry)).all() == []
-        assert session.get(LedgerHead, 1).last_seq == 0
+        assert session.scalars(select(LedgerPending)).all() == []
 
 
 def test_accounts(ledger):
@@ -111,20 +141,22 @@ def test_accounts(ledger):
         account_balance(session, "nowhere")
 
 
-@pytest.mark.parametrize("table", ["journal_entries", "postings"])
+@pytest.mark.parametrize("table", ["journal_entries", "postings", "ledger_leaves", "ledger_checkpoints"])
 @pytest.mark.parametrize("statement", ["UPDATE {table} SET {column} = {column}", "DELETE FROM {table}"])
 def test_append_only_triggers_refuse_changes(ledger, table, statement):
     with transaction(ledger) as session:
         donate(session, 500)
-    column = "memo" if table == "journal_entries" else "amount"
+    sequenced(ledger)
+    column = {"journal_entries": "memo", "postings": "amount", "ledger_leaves": "leaf_hash",
+              "ledger_checkpoints": "note"}[table]
     with pytest.raises(DBAPIError, match="append-only"), ledger.begin() as session:
         session.execute(text(statement.format(table=table, column=column)))
     with ledger() as session:
-        assert verify_chain(session).ok
+        assert verify_log(session, VERIFIER).ok
 
 
 @pytest.mark.parametrize("db_url", [pytest.param("postgres", marks=pytest.mark.postgres)], indirect=True)
-@pytest.mark.parametrize("table", ["journal_entries", "postings"])
+@pytest.mark.parametrize("table", ["journal_entries", "postings", "ledger_leaves"])
 def test_truncate_is_refused_on_postgres(ledger, table):
     with transaction(ledger) as session:
         donate(session, 500)
@@ -134,70 +166,88 @@ def test_truncate_is_refused_on_postgres(ledger, table):
 
 def drop_trigger(session, name: str, table: str) -> None:
     suffix = f" ON {table}" if session.get_bind().dialect.name == "postgresql" else ""
-    session.execute(text(f"DROP TRIGGER {name}{suffix}"))
+    session.execute(text(f"DROP TRIGGER IF EXISTS {name}{suffix}"))
+
+
+def drop_all_triggers(session) -> None:
+    for table in ("journal_entries", "postings", "ledger_leaves", "ledger_nodes", "ledger_checkpoints"):
+        for operation in ("update", "delete"):
+            drop_trigger(session, f"{table}_no_{operation}", table)
 
 
 @pytest.mark.parametrize(
-    ("table", "tamper", "reason"),
+    "tamper",
     [
-        ("postings", "UPDATE postings SET amount = amount + 1 WHERE entry_seq = 2 AND amount > 0", "balance"),
-        ("postings", "UPDATE postings SET amount = -amount WHERE entry_seq = 2", "hash mismatch"),
-        ("journal_entries", "UPDATE journal_entries SET memo = '改过' WHERE seq = 2", "hash mismatch"),
-        ("journal_entries", "UPDATE journal_entries SET reference = NULL WHERE seq = 2", "hash mismatch"),
+        "UPDATE postings SET amount = amount + 1 WHERE entry_seq = 2 AND amount > 0",
+        "UPDATE postings SET amount = -amount WHERE entry_seq = 2",
+        "UPDATE journal_entries SET memo = '改过' WHERE seq = 2",
+        "UPDATE journal_entries SET reference = NULL WHERE seq = 2",
     ],
 )
-def test_tampering_is_detected_and_named(ledger, table, tamper, reason):
+def test_a_changed_entry_is_named_by_its_leaf(ledger, tamper):
     with transaction(ledger) as session:
         for fen in (100, 200, 300):
             donate(session, fen)
+    sequenced(ledger)
     with transaction(ledger) as session:
-        drop_trigger(session, f"{table}_no_update", table)
+        drop_all_triggers(session)
         session.execute(text(tamper))
     with ledger() as session:
-        report = verify_chain(session)
-    assert not report.ok
-    assert report.first_bad_seq == 2
-    assert report.entries_checked == 2
-    assert reason in report.reason
+        report = verify_log(session, VERIFIER)
+        bad = session.get(LedgerLeaf, report.first_bad_leaf)
+    assert not report.ok and (bad.source, bad.source_id) == ("entry", 2)
+    assert "changed" in report.reason
 
 
-def test_rehashed_forgery_breaks_the_next_link(ledger):
+def test_removing_the_last_entries_and_their_leaves_is_caught_by_a_saved_checkpoint(ledger):
+    """The reproduction: deleting the tail and rewinding the head was not detected."""
     with transaction(ledger) as session:
-        for fen in (100, 200, 300):
-            donate(session, fen)
+        for fen in range(1, 11):
+            donate(session, fen * 100)
+    sequenced(ledger)
+    with ledger() as session:
+        saved = latest_checkpoint(session).note
     with transaction(ledger) as session:
-        drop_trigger(session, "journal_entries_no_update", "journal_entries")
-        entry = session.get(JournalEntry, 2)
+        drop_all_triggers(session)
+        session.execute(text("DELETE FROM ledger_checkpoints"))
+        session.execute(text("DELETE FROM ledger_nodes"))
+        session.execute(text("DELETE FROM ledger_leaves WHERE leaf_index >= 5"))
+        session.execute(text("DELETE FROM postings WHERE entry_seq > 5"))
+        session.execute(text("DELETE FROM journal_entries WHERE seq > 5"))
+    with ledger() as session:
+        assert verify_log(session, VERIFIER).ok  # self-consistent after the rewrite …
+        report = verify_log(session, VERIFIER, since=saved)  # … but not with what a donor kept
+    assert not report.ok and "fewer than the saved" in report.reason
+
+
+def test_rewriting_history_is_caught_by_a_saved_checkpoint(ledger):
+    with transaction(ledger) as session:
+        for fen in range(1, 5):
+            donate(session, fen * 100)
+    sequenced(ledger)
+    with ledger() as session:
+        saved = latest_checkpoint(session).note
+        forged_seq = session.scalar(select(LedgerLeaf.source_id).where(LedgerLeaf.leaf_index == 1))
+    with transaction(ledger) as session:
+        drop_all_triggers(session)
+        entry = session.get(JournalEntry, forged_seq)
         lines = [(p.account.code, p.amount) for p in entry.postings]
-        forged = entry_hash(2, entry.posted_at, entry.kind, "伪造", entry.reference, lines, entry.prev_hash)
-        session.execute(text("UPDATE journal_entries SET memo = '伪造', hash = :h WHERE seq = 2"), {"h": forged})
+        forged = merkle.leaf_hash(entry_content(entry.uid, entry.posted_at, entry.kind, "伪造", entry.reference, lines))
+        session.execute(text("UPDATE journal_entries SET memo = '伪造', leaf_hash = :h WHERE seq = :s"),
+                        {"h": forged.hex(), "s": forged_seq})
+        session.execute(text("UPDATE ledger_leaves SET leaf_hash = :h WHERE leaf_index = 1"), {"h": forged.hex()})
+        session.execute(text("DELETE FROM ledger_checkpoints"))
     with ledger() as session:
-        report = verify_chain(session)
-    assert (report.ok, report.first_bad_seq) == (False, 3)
-    assert "prev_hash" in report.reason
+        report = verify_log(session, VERIFIER, since=saved)
+    assert not report.ok and "rewritten" in report.reason
 
 
-def test_removed_tail_is_detected(ledger):
-    with transaction(ledger) as session:
-        for fen in (100, 200, 300):
-            donate(session, fen)
-    with transaction(ledger) as session:
-        drop_trigger(session, "postings_no_delete", "postings")
-        drop_trigger(session, "journal_entries_no_delete", "journal_entries")
-        session.execute(text("DELETE FROM postings WHERE entry_seq = 3"))
-        session.execute(text("DELETE FROM journal_entries WHERE seq = 3"))
-    with ledger() as session:
-        report = verify_chain(session)
-    assert (report.ok, report.entries_checked, report.first_bad_seq) == (False, 2, 3)
-    assert "head" in report.reason
-
-
-def test_concurrent_appends_take_turns(ledger):
+def test_concurrent_writers_never_wait_and_every_entry_is_logged(ledger):
     errors: list[BaseException] = []
 
     def worker() -> None:
         try:
-            for _ in range(5):
+            for _ in range(10):
                 with transaction(ledger) as session:
                     donate(session, 100)
         except BaseException as error:  # surfaced by the assertion below
@@ -209,7 +259,8 @@ def test_concurrent_appends_take_turns(ledger):
     for thread in threads:
         thread.join()
     assert errors == []
+    assert sequenced(ledger).size == 40
     with ledger() as session:
-        report = verify_chain(session)
-        assert (report.ok, report.entries_checked) == (True, 20)
-        assert account_balance(session, "bank") == 2_000
+        report = verify_log(session, VERIFIER)
+        assert (report.ok, report.leaves_checked) == (True, 40)
+        assert account_balance(session, "bank") == 4_000

@@ -12,6 +12,7 @@ import datetime as dt
 import json
 import re
 from dataclasses import dataclass
+from collections.abc import Sequence
 from typing import Any
 
 from sqlalchemy import Select, false, func, or_, select
@@ -33,6 +34,8 @@ from gongji.core.identity import (
 from gongji.core.money import check_fen
 from gongji.core.persistence import lock_row, utcnow
 from gongji.episodes.models import COVERAGE_KINDS, Coverage, Episode, Person, PersonAccount
+from gongji.ledger.rules import canonical, iso_utc
+from gongji.ledger.service import enqueue_leaf, register_leaf_source
 from gongji.rules.cascade import (
     ASSISTANCE_CATEGORIES,
     HOSPITAL_LEVELS,
@@ -383,6 +386,7 @@ def record_coverage(
     )
     session.add(record)
     session.flush()
+    enqueue_leaf(session, "coverage", record.id, coverage_content(record))
     record_audit(
         session,
         recorded_by or "system",
@@ -400,6 +404,23 @@ def coverage_of(session: Session, episode_id: int, subject: Subject | None = Non
     records = list(session.scalars(select(Coverage).where(Coverage.episode_id == episode_id).order_by(Coverage.id)))
     covered = sum(record.amount for record in records)
     return CoverageView(episode_id, episode.total, records, covered, episode.total - covered)
+
+
+def coverage_content(record: Coverage) -> bytes:
+    """A coverage record as a leaf of the ledger's log: what was paid towards which episode, never who."""
+    return canonical({
+        "type": "coverage", "id": record.id, "episode_id": record.episode_id, "kind": record.kind,
+        "layer": record.layer, "program": record.program, "amount": record.amount,
+        "recorded_at": iso_utc(record.recorded_at),
+    })
+
+
+def _coverage_contents(session: Session, ids: Sequence[int]) -> dict[int, bytes]:
+    records = session.scalars(select(Coverage).where(Coverage.id.in_(list(ids))))
+    return {record.id: coverage_content(record) for record in records}
+
+
+register_leaf_source("coverage", _coverage_contents)
 
 
 def _covered(session: Session, episode_id: int) -> int:

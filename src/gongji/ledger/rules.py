@@ -1,20 +1,18 @@
-"""Pure ledger rules: balance checks and the hash chain (no I/O).
+"""Pure ledger rules: balance checks and the canonical content of every leaf of the log (no I/O).
 
-Each entry's hash is SHA-256 over a canonical JSON of its content plus the
-previous entry's hash, so changing any past entry breaks every link after it.
+A leaf's data is canonical JSON — keys sorted, no spaces, UTF-8, amounts as
+integers in fen, timestamps in UTC with microseconds — and its leaf hash is
+RFC 9162's SHA-256(0x00 || data). Anyone holding the content can recompute
+the hash; `docs/ledger.md` documents each kind.
 """
 
 from __future__ import annotations
 
 import datetime as dt
-import hashlib
 import json
 from collections.abc import Sequence
 
 from gongji.core.errors import InvalidInput
-
-#: The prev_hash of entry 1 (创世).
-GENESIS_HASH = "0" * 64
 
 #: What a movement of money is: donation (捐款), refund (退款), disbursement to a
 #: hospital or payee (拨付), mutual-aid apportionment charge (分摊), mutual-aid
@@ -36,43 +34,46 @@ Line = tuple[str, int]
 
 
 def iso_utc(instant: dt.datetime) -> str:
-    """The one textual form of a timestamp inside a hash: UTC, microseconds, explicit offset."""
+    """The one textual form of a timestamp inside a leaf: UTC, microseconds, explicit offset."""
     return instant.astimezone(dt.UTC).isoformat(timespec="microseconds")
 
 
-def canonical_entry(
-    seq: int,
+def canonical(document: dict) -> bytes:
+    return json.dumps(document, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
+
+
+def entry_content(
+    uid: str,
     posted_at: dt.datetime,
     kind: str,
     memo: str,
     reference: str | None,
     postings: Sequence[Line],
-    prev_hash: str,
+    *,
+    lines_root: str | None = None,
+    line_count: int | None = None,
 ) -> bytes:
-    """Canonical JSON (sorted keys, no spaces, UTF-8) of an entry; postings sorted as [code, amount]."""
+    """A journal entry as a leaf. Its lines are listed in order — or, for a bulk entry, committed to by
+    the root and count of their own subtree (each line a leaf there: `line_content`)."""
     document = {
-        "seq": seq,
+        "type": "journal_entry",
+        "uid": uid,
         "posted_at": iso_utc(posted_at),
         "kind": kind,
         "memo": memo,
         "reference": reference,
-        "postings": sorted([code, amount] for code, amount in postings),
-        "prev_hash": prev_hash,
     }
-    return json.dumps(document, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
+    if lines_root is None:
+        document["postings"] = [[code, amount] for code, amount in postings]
+    else:
+        document["lines_root"] = lines_root
+        document["line_count"] = line_count
+    return canonical(document)
 
 
-def entry_hash(
-    seq: int,
-    posted_at: dt.datetime,
-    kind: str,
-    memo: str,
-    reference: str | None,
-    postings: Sequence[Line],
-    prev_hash: str,
-) -> str:
-    """SHA-256 hex of the canonical JSON."""
-    return hashlib.sha256(canonical_entry(seq, posted_at, kind, memo, reference, postings, prev_hash)).hexdigest()
+def line_content(uid: str, line_no: int, code: str, amount: int) -> bytes:
+    """One line of a bulk entry as a leaf of the entry's own subtree (a member's charge, say)."""
+    return canonical({"type": "line", "entry": uid, "line": line_no, "account": code, "amount": amount})
 
 
 def check_balanced(postings: Sequence[Line]) -> None:

@@ -1,33 +1,59 @@
-"""Ledger operations. Each takes the caller's Session and flushes; the caller commits."""
+"""Ledger operations: post entries without a global lock, sequence them into the log, prove and verify.
+
+Each function takes the caller's Session and flushes; the caller commits —
+except `sequence`, which a background task or `gongji ledger sequence` runs
+in its own transaction.
+"""
 
 from __future__ import annotations
 
-import itertools
-from collections.abc import Sequence
+import secrets
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 
-from sqlalchemy import func, select
+from sqlalchemy import delete, func, insert, select, text
 from sqlalchemy.orm import Session
 
 from gongji.core.audit import record_audit
 from gongji.core.errors import Conflict, InvalidInput, NotFound
 from gongji.core.money import check_fen
-from gongji.core.persistence import lock_row, utcnow
-from gongji.ledger.models import ACCOUNT_KINDS, Account, JournalEntry, LedgerHead, Posting
-from gongji.ledger.rules import ENTRY_KINDS, GENESIS_HASH, Line, check_balanced, entry_hash
+from gongji.core.persistence import utcnow
+from gongji.ledger import merkle
+from gongji.ledger.checkpoint import Checkpoint, CheckpointError, open_note, sign
+from gongji.ledger.models import (
+    ACCOUNT_KINDS,
+    Account,
+    JournalEntry,
+    LedgerCheckpoint,
+    LedgerLeaf,
+    LedgerNode,
+    LedgerPending,
+    Posting,
+)
+from gongji.ledger.rules import ENTRY_KINDS, Line, check_balanced, entry_content
+from gongji.ledger.signing import LedgerSigner
 
 _MAX_MEMO = 500
 _MAX_REFERENCE = 200
+#: Leaves moved from pending into the tree per transaction.
+SEQUENCE_BATCH = 20_000
+#: PostgreSQL advisory lock key held while sequencing, so two sequencers never number the same leaf.
+_SEQUENCER_LOCK = 0x6C6F6721
+
+#: source → function(session, ids) → {id: canonical leaf data}; other contexts register theirs.
+_LEAF_CONTENTS: dict[str, Callable[[Session, Sequence[int]], dict[int, bytes]]] = {}
 
 
-@dataclass(frozen=True)
-class ChainReport:
-    """Outcome of walking the hash chain; `first_bad_seq` names the first entry that fails."""
+def register_leaf_source(source: str, contents: Callable[[Session, Sequence[int]], dict[int, bytes]]) -> None:
+    """Let the log recompute the leaves of another context's records (the coverage registry) when verifying."""
+    _LEAF_CONTENTS[source] = contents
 
-    ok: bool
-    entries_checked: int
-    first_bad_seq: int | None = None
-    reason: str | None = None
+
+def enqueue_leaf(session: Session, source: str, source_id: int, content: bytes) -> None:
+    """Commit a record's leaf hash with the record itself; the sequencer gives it a place in the tree later."""
+    session.execute(
+        insert(LedgerPending).values(source=source, source_id=source_id, leaf_hash=merkle.leaf_hash(content).hex())
+    )
 
 
 def open_account(session: Session, code: str, name: str, kind: str, *, actor: str = "system") -> Account:
@@ -57,10 +83,10 @@ def post_entry(
     *,
     actor: str = "system",
 ) -> JournalEntry:
-    """Append one balanced entry to the journal, chained to the previous one.
+    """Append one balanced entry; durable when the caller's transaction commits, sequenced into the log after.
 
     `lines` are (account_code, amount_fen) pairs, debit positive, credit negative.
-    The head row is locked (FOR UPDATE on PostgreSQL, the write lock on SQLite) so appends take turns.
+    No row is locked: concurrent writers never wait for each other.
     """
     if kind not in ENTRY_KINDS:
         raise InvalidInput(f"kind must be one of {', '.join(ENTRY_KINDS)}", "kind")
@@ -68,36 +94,31 @@ def post_entry(
         raise InvalidInput(f"memo must be text of at most {_MAX_MEMO} characters", "memo")
     if reference is not None and (not isinstance(reference, str) or len(reference) > _MAX_REFERENCE):
         raise InvalidInput(f"reference must be text of at most {_MAX_REFERENCE} characters", "reference")
+    if not isinstance(actor, str) or not 0 < len(actor) <= 100:
+        raise InvalidInput("actor must be 1–100 characters", "actor")
     clean = _validate_lines(lines)
     check_balanced(clean)
-    accounts = _accounts_by_code(session, [code for code, _ in clean])
+    accounts = _account_ids(session, [code for code, _ in clean])
 
-    head = lock_row(session, LedgerHead, 1)
-    seq = head.last_seq + 1
-    posted_at = utcnow()
-    digest = entry_hash(seq, posted_at, kind, memo, reference, clean, head.last_hash)
-    entry = JournalEntry(
-        seq=seq,
-        posted_at=posted_at,
-        kind=kind,
-        memo=memo,
-        reference=reference,
-        prev_hash=head.last_hash,
-        hash=digest,
-        postings=[Posting(account_id=accounts[code].id, amount=amount) for code, amount in clean],
+    uid, posted_at = secrets.token_hex(16), utcnow()
+    content = entry_content(uid, posted_at, kind, memo, reference, clean)
+    seq = session.execute(
+        insert(JournalEntry)
+        .values(
+            uid=uid, posted_at=posted_at, posted_by=actor, kind=kind, memo=memo, reference=reference,
+            line_count=len(clean), lines_root=None, leaf_hash=merkle.leaf_hash(content).hex(),
+        )
+        .returning(JournalEntry.seq)
+    ).scalar_one()
+    session.execute(
+        insert(Posting),
+        [
+            {"entry_seq": seq, "line_no": line_no, "account_id": accounts[code], "amount": amount}
+            for line_no, (code, amount) in enumerate(clean)
+        ],
     )
-    session.add(entry)
-    session.flush()
-    head.last_seq, head.last_hash = seq, digest
-    record_audit(
-        session,
-        actor,
-        "ledger.post",
-        "journal_entry",
-        seq,
-        {"kind": kind, "reference": reference, "lines": [[code, amount] for code, amount in clean]},
-    )
-    return entry
+    enqueue_leaf(session, "entry", seq, content)
+    return session.get(JournalEntry, seq)
 
 
 def account_balance(session: Session, code: str) -> int:
@@ -110,65 +131,272 @@ def account_balance(session: Session, code: str) -> int:
     )
 
 
-def verify_chain(session: Session) -> ChainReport:
-    """Recompute every hash in seq order; check links, balance, and that the head names the last entry.
+# --- the log ---------------------------------------------------------------------------------
 
-    Triggers stop accidental edits; this detects deliberate ones made after dropping them.
+
+@dataclass(frozen=True)
+class SequenceReport:
+    sequenced: int
+    size: int
+    checkpoint: LedgerCheckpoint | None
+
+
+def tree_size(session: Session) -> int:
+    return int(session.scalar(select(func.coalesce(func.max(LedgerLeaf.leaf_index) + 1, 0))))
+
+
+def stored_full_node(session: Session) -> merkle.FullNode:
+    """Read full nodes from the database: level 0 are the leaves, higher levels the stored inner nodes."""
+
+    def full_node(level: int, index: int) -> bytes:
+        if level == 0:
+            value = session.scalar(select(LedgerLeaf.leaf_hash).where(LedgerLeaf.leaf_index == index))
+        else:
+            value = session.scalar(select(LedgerNode.hash).where(LedgerNode.level == level, LedgerNode.idx == index))
+        if value is None:
+            raise merkle.ProofError(f"node ({level}, {index}) is not in the tree")
+        return bytes.fromhex(value)
+
+    return full_node
+
+
+def sequence(session: Session, signer: LedgerSigner, *, batch: int = SEQUENCE_BATCH) -> SequenceReport:
+    """Give pending leaves their places in the tree, store the new full nodes and sign a checkpoint.
+
+    All in the caller's transaction: a crash anywhere leaves the pending rows
+    pending and the tree as it was, so the next run simply does the work.
     """
-    rows = session.execute(
-        select(
-            JournalEntry.seq,
-            JournalEntry.posted_at,
-            JournalEntry.kind,
-            JournalEntry.memo,
-            JournalEntry.reference,
-            JournalEntry.prev_hash,
-            JournalEntry.hash,
-            Account.code,
-            Posting.amount,
-        )
-        .outerjoin(Posting, Posting.entry_seq == JournalEntry.seq)
-        .outerjoin(Account, Account.id == Posting.account_id)
-        .order_by(JournalEntry.seq, Posting.id),
-        execution_options={"yield_per": 2000},
+    if session.get_bind().dialect.name == "postgresql":
+        session.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": _SEQUENCER_LOCK})
+    pending = session.execute(
+        select(LedgerPending.id, LedgerPending.source, LedgerPending.source_id, LedgerPending.leaf_hash)
+        .order_by(LedgerPending.id)
+        .limit(batch)
+    ).all()
+    size = tree_size(session)
+    if not pending:
+        return SequenceReport(0, size, None)
+    now = utcnow()
+    session.execute(
+        insert(LedgerLeaf),
+        [
+            {"leaf_index": size + k, "source": row.source, "source_id": row.source_id, "leaf_hash": row.leaf_hash,
+             "sequenced_at": now}
+            for k, row in enumerate(pending)
+        ],
     )
-    expected_seq, prev_hash, checked = 1, GENESIS_HASH, 0
-    for seq, group in itertools.groupby(rows, key=lambda row: row.seq):
-        entry_rows = list(group)
-        entry = entry_rows[0]
-        checked += 1
-        lines = [(row.code, row.amount) for row in entry_rows if row.amount is not None]
-        problem = _entry_problem(entry, lines, expected_seq, prev_hash)
-        if problem:
-            rows.close()
-            return ChainReport(False, checked, seq, problem)
-        expected_seq, prev_hash = seq + 1, entry.hash
-
-    head = session.execute(select(LedgerHead).where(LedgerHead.id == 1)).scalar_one()
-    if head.last_seq != expected_seq - 1 or head.last_hash != prev_hash:
-        return ChainReport(
-            False,
-            checked,
-            expected_seq,
-            f"ledger head names entry {head.last_seq} but the journal ends at {expected_seq - 1}"
-            " (entries removed or head altered)",
+    new_nodes = _new_full_nodes(session, size, [bytes.fromhex(row.leaf_hash) for row in pending])
+    if new_nodes:
+        session.execute(
+            insert(LedgerNode), [{"level": level, "idx": idx, "hash": value.hex()} for level, idx, value in new_nodes]
         )
-    return ChainReport(True, checked)
+    session.execute(delete(LedgerPending).where(LedgerPending.id.in_([row.id for row in pending])))
+    new_size = size + len(pending)
+    checkpoint = issue_checkpoint(session, signer, new_size)
+    return SequenceReport(len(pending), new_size, checkpoint)
 
 
-def _entry_problem(entry, lines: list[Line], expected_seq: int, prev_hash: str) -> str | None:
-    if entry.seq != expected_seq:
-        return f"sequence gap: expected entry {expected_seq}, found {entry.seq}"
-    if entry.prev_hash != prev_hash:
-        return f"prev_hash does not link to entry {entry.seq - 1}"
+def _new_full_nodes(session: Session, size: int, leaves: list[bytes]) -> list[tuple[int, int, bytes]]:
+    """Inner nodes completed by appending `leaves` to a tree of `size` leaves (left siblings read as needed)."""
+    created: list[tuple[int, int, bytes]] = []
+    level_nodes = {size + k: leaf for k, leaf in enumerate(leaves)}
+    known = stored_full_node(session)
+    level, first, last = 0, size, size + len(leaves) - 1
+    while True:
+        parents: dict[int, bytes] = {}
+        start = first - (first % 2)
+        for idx in range(start, last + 1, 2):
+            if idx + 1 > last:
+                break
+            left = level_nodes[idx] if idx in level_nodes else known(level, idx)
+            parents[idx // 2] = merkle.node_hash(left, level_nodes[idx + 1])
+        if not parents:
+            break
+        level += 1
+        created.extend((level, idx, value) for idx, value in sorted(parents.items()))
+        level_nodes = parents
+        first, last = min(parents), max(parents)
+    return created
+
+
+def issue_checkpoint(session: Session, signer: LedgerSigner, size: int | None = None) -> LedgerCheckpoint | None:
+    """Sign and keep a checkpoint of the tree at `size` (default: its whole size), unless one exists."""
+    size = tree_size(session) if size is None else size
+    if size == 0 or session.get(LedgerCheckpoint, size) is not None:
+        return None
+    root = merkle.root(size, stored_full_node(session))
+    checkpoint = LedgerCheckpoint(
+        size=size, root=root.hex(), note=signer.sign(Checkpoint(signer.origin, size, root)), issued_at=utcnow()
+    )
+    session.add(checkpoint)
+    session.flush()
+    return checkpoint
+
+
+def latest_checkpoint(session: Session) -> LedgerCheckpoint:
+    checkpoint = session.scalars(select(LedgerCheckpoint).order_by(LedgerCheckpoint.size.desc()).limit(1)).first()
+    if checkpoint is None:
+        raise NotFound("the log has no checkpoint yet", "size")
+    return checkpoint
+
+
+def checkpoint_at(session: Session, size: int) -> LedgerCheckpoint:
+    checkpoint = session.get(LedgerCheckpoint, size)
+    if checkpoint is None:
+        raise NotFound(f"no checkpoint of size {size}", "size")
+    return checkpoint
+
+
+def inclusion_proof(session: Session, leaf_index: int, size: int) -> list[bytes]:
+    """The audit path of a leaf against the checkpoint of `size` leaves."""
+    checkpoint_at(session, size)
     try:
-        check_balanced(lines)
-    except InvalidInput as error:
-        return f"postings no longer balance: {error.detail}"
-    recomputed = entry_hash(entry.seq, entry.posted_at, entry.kind, entry.memo, entry.reference, lines, prev_hash)
-    if recomputed != entry.hash:
-        return "hash mismatch: the entry's content was changed after posting"
+        return merkle.inclusion_proof(leaf_index, size, stored_full_node(session))
+    except merkle.ProofError as error:
+        raise NotFound(str(error), "leaf_index") from None
+
+
+def consistency_proof(session: Session, old_size: int, new_size: int) -> list[bytes]:
+    checkpoint_at(session, old_size)
+    checkpoint_at(session, new_size)
+    if old_size > new_size:
+        raise InvalidInput("the old size must not exceed the new one", "old")
+    return merkle.consistency_proof(old_size, new_size, stored_full_node(session))
+
+
+def leaf(session: Session, leaf_index: int) -> LedgerLeaf:
+    found = session.get(LedgerLeaf, leaf_index)
+    if found is None:
+        raise NotFound(f"no leaf {leaf_index}", "leaf_index")
+    return found
+
+
+def leaf_of_entry(session: Session, seq: int) -> LedgerLeaf | None:
+    return session.scalars(select(LedgerLeaf).where(LedgerLeaf.source == "entry", LedgerLeaf.source_id == seq)).first()
+
+
+def entry_contents(session: Session, seqs: Sequence[int]) -> dict[int, bytes]:
+    """Canonical leaf data of journal entries, recomputed from their stored rows."""
+    entries = session.scalars(select(JournalEntry).where(JournalEntry.seq.in_(list(seqs)))).all()
+    return {
+        entry.seq: entry_content(
+            entry.uid, entry.posted_at, entry.kind, entry.memo, entry.reference,
+            [(p.account.code, p.amount) for p in entry.postings],
+        )
+        for entry in entries
+    }
+
+
+register_leaf_source("entry", entry_contents)
+
+
+# --- verification by anyone ------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class VerifyReport:
+    ok: bool
+    leaves_checked: int
+    first_bad_leaf: int | None = None
+    reason: str | None = None
+
+
+def verify_log(session: Session, verifier: str, *, since: str | None = None, chunk: int = 5_000) -> VerifyReport:
+    """Recompute every leaf from its record and the tree from the leaves; check every kept checkpoint.
+
+    Names the first bad leaf: a record changed after it was logged, a record
+    missing, leaves out of order, or a checkpoint whose root the leaves no
+    longer give. With `since` (a signed checkpoint saved earlier) it also
+    proves that today's tree extends it — so truncating or rewriting history
+    is caught by anyone who kept an old checkpoint, even with the database's
+    own checkpoints removed.
+    """
+    checkpoints = {c.size: c for c in session.scalars(select(LedgerCheckpoint))}
+    for stored in checkpoints.values():
+        try:
+            signed = open_note(stored.note, verifier)
+        except CheckpointError as error:
+            return VerifyReport(False, 0, None, f"checkpoint of size {stored.size}: {error}")
+        if signed.size != stored.size or signed.root.hex() != stored.root:
+            return VerifyReport(False, 0, None, f"checkpoint of size {stored.size} differs from its signed note")
+    old: Checkpoint | None = None
+    if since is not None:
+        try:
+            old = open_note(since, verifier)
+        except CheckpointError as error:
+            return VerifyReport(False, 0, None, f"the saved checkpoint: {error}")
+
+    frontier: list[tuple[int, bytes]] = []  # (level, hash) of the full subtrees so far, biggest first
+    checked = 0
+    expected = 0
+    while True:
+        rows = session.execute(
+            select(LedgerLeaf.leaf_index, LedgerLeaf.source, LedgerLeaf.source_id, LedgerLeaf.leaf_hash)
+            .where(LedgerLeaf.leaf_index >= expected)
+            .order_by(LedgerLeaf.leaf_index)
+            .limit(chunk)
+        ).all()
+        if not rows:
+            break
+        contents: dict[str, dict[int, bytes]] = {}
+        for source in {row.source for row in rows}:
+            loader = _LEAF_CONTENTS.get(source)
+            if loader is None:
+                return VerifyReport(False, checked, rows[0].leaf_index, f"no way to recompute {source!r} leaves")
+            contents[source] = loader(session, [row.source_id for row in rows if row.source == source])
+        for row in rows:
+            if row.leaf_index != expected:
+                return VerifyReport(False, checked, expected, f"leaf {expected} is missing from the log")
+            content = contents[row.source].get(row.source_id)
+            if content is None:
+                return VerifyReport(False, checked, expected, f"the {row.source} {row.source_id} of this leaf is gone")
+            value = merkle.leaf_hash(content)
+            if value.hex() != row.leaf_hash:
+                return VerifyReport(
+                    False, checked, expected, f"the {row.source} {row.source_id} was changed after it was logged"
+                )
+            _push(frontier, value)
+            checked += 1
+            expected += 1
+            problem = _check_root_at(expected, frontier, checkpoints, old)
+            if problem:
+                return VerifyReport(False, checked, expected - 1, problem)
+    if old is not None and old.size > expected:
+        return VerifyReport(False, checked, expected, f"the log has {expected} leaves, fewer than the saved {old.size}")
+    largest = max(checkpoints, default=0)
+    if largest > expected:
+        return VerifyReport(False, checked, expected, f"a checkpoint covers {largest} leaves but only {expected} exist")
+    return VerifyReport(True, checked)
+
+
+def _push(frontier: list[tuple[int, bytes]], value: bytes) -> None:
+    """Append a leaf to the running list of full subtrees, merging equal levels (a binary counter)."""
+    level = 0
+    while frontier and frontier[-1][0] == level:
+        _, left = frontier.pop()
+        value = merkle.node_hash(left, value)
+        level += 1
+    frontier.append((level, value))
+
+
+def _frontier_root(frontier: list[tuple[int, bytes]]) -> bytes:
+    value = frontier[-1][1]
+    for _, left in reversed(frontier[:-1]):
+        value = merkle.node_hash(left, value)
+    return value
+
+
+def _check_root_at(
+    size: int, frontier: list[tuple[int, bytes]], checkpoints: dict[int, LedgerCheckpoint], old: Checkpoint | None
+) -> str | None:
+    if size in checkpoints and _frontier_root(frontier).hex() != checkpoints[size].root:
+        return f"the leaves no longer give the root of the checkpoint of size {size}"
+    if old is not None and size == old.size and _frontier_root(frontier) != old.root:
+        return f"the log was rewritten: its first {old.size} leaves no longer give the saved checkpoint's root"
     return None
+
+
+# --- helpers ---------------------------------------------------------------------------------
 
 
 def _validate_lines(lines: Sequence[Line]) -> list[Line]:
@@ -185,9 +413,11 @@ def _validate_lines(lines: Sequence[Line]) -> list[Line]:
     return clean
 
 
-def _accounts_by_code(session: Session, codes: list[str]) -> dict[str, Account]:
-    found = {a.code: a for a in session.scalars(select(Account).where(Account.code.in_(set(codes))))}
+def _account_ids(session: Session, codes: Iterable[str]) -> dict[str, int]:
+    codes = list(codes)
+    found = dict(session.execute(select(Account.code, Account.id).where(Account.code.in_(set(codes)))).all())
     for index, code in enumerate(codes):
         if code not in found:
             raise InvalidInput(f"unknown account {code!r}", f"lines[{index}].account_code")
     return found
+
