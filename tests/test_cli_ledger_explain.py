@@ -22,25 +22,39 @@ def run_cli(*args: str, env: dict[str, str] | None = None, cwd: Path | None = No
     )
 
 
-def test_ledger_verify_names_the_hand_edited_entry(db_url, sessions, tmp_path):
+def test_ledger_sequence_checkpoint_and_verify_since(db_url, sessions, tmp_path):
+    """`ledger sequence` logs the entries, `checkpoint` prints the signed note a donor keeps, and `verify
+    --since` catches the tail removed afterwards even when the database's own checkpoints are gone."""
     with transaction(sessions) as session:
         open_account(session, "bank", "银行存款 bank", "asset")
         open_account(session, "campaign:7", "筹款 campaign 7", "liability")
-        for fen in (10_000, 25_050, 990):
+        for fen in (10_000, 25_050, 990, 4_000):
             post_entry(session, "donation", "捐款 donation", "campaign:7", [("bank", fen), ("campaign:7", -fen)])
     env = {"GONGJI_DATABASE_URL": db_url, "GONGJI_VAR_DIR": str(tmp_path / "var")}
 
-    intact = run_cli("ledger", "verify", env=env)
-    assert intact.returncode == 0, intact.stderr
-    assert "ledger intact" in intact.stdout and "3 entries" in intact.stdout
+    sequenced = run_cli("ledger", "sequence", env=env)
+    assert sequenced.returncode == 0, sequenced.stderr
+    assert "sequenced 4 leaves" in sequenced.stdout
+    note = run_cli("ledger", "checkpoint", env=env)
+    assert note.returncode == 0 and note.stdout.splitlines()[1] == "4"
+    saved = tmp_path / "checkpoint.txt"
+    saved.write_text(note.stdout, encoding="utf-8")
+    intact = run_cli("ledger", "verify", "--since", str(saved), env=env)
+    assert intact.returncode == 0, intact.stdout + intact.stderr
+    assert "ledger intact" in intact.stdout and "4 leaves" in intact.stdout
 
     with transaction(sessions) as session:
         postgres = session.get_bind().dialect.name == "postgresql"
-        session.execute(text("DROP TRIGGER journal_entries_no_update" + (" ON journal_entries" if postgres else "")))
-        session.execute(text("UPDATE journal_entries SET memo = '改过 edited' WHERE seq = 2"))
-    tampered = run_cli("ledger", "verify", env=env)
+        for table in ("journal_entries", "postings", "ledger_leaves", "ledger_checkpoints", "ledger_nodes"):
+            session.execute(text(f"DROP TRIGGER {table}_no_delete" + (f" ON {table}" if postgres else "")))
+        session.execute(text("DELETE FROM ledger_checkpoints"))
+        session.execute(text("DELETE FROM ledger_nodes"))
+        session.execute(text("DELETE FROM ledger_leaves WHERE leaf_index >= 2"))
+        session.execute(text("DELETE FROM postings WHERE entry_seq > 2"))
+        session.execute(text("DELETE FROM journal_entries WHERE seq > 2"))
+    tampered = run_cli("ledger", "verify", "--since", str(saved), env=env)
     assert tampered.returncode == 1
-    assert "ledger tampered" in tampered.stdout and "entry 2" in tampered.stdout
+    assert "ledger tampered" in tampered.stdout and "fewer than the saved 4" in tampered.stdout
 
 
 def test_explain_prints_each_layer_with_sources(tmp_path):

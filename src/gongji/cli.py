@@ -11,7 +11,7 @@ from gongji.core.identity import redact_personal_digits
 
 app = typer.Typer(help="共济 Gongji command line.", no_args_is_help=True)
 generate_app = typer.Typer(help="Generate synthetic demo data.", no_args_is_help=True)
-ledger_app = typer.Typer(help="The hash-chained ledger.", no_args_is_help=True)
+ledger_app = typer.Typer(help="The ledger: a verifiable transparency log.", no_args_is_help=True)
 app.add_typer(generate_app, name="generate")
 app.add_typer(ledger_app, name="ledger")
 
@@ -229,27 +229,78 @@ def resettle(
     console.print(table)
 
 
-@ledger_app.command("verify")
-def ledger_verify() -> None:
-    """Walk the hash chain from the first entry; name the first tampered entry (exit 1) or say it is intact."""
-    from rich.console import Console
-
+def _ledger_session():
+    """A session on the configured database (migrated first), with every leaf source registered."""
+    import gongji.episodes.service  # noqa: F401 - registers the coverage registry's leaves
     from gongji.core.db import make_engine, migrate, session_factory
     from gongji.core.settings import get_settings
-    from gongji.ledger.service import verify_chain
 
     settings = get_settings()
     migrate(settings.database_url)
-    with session_factory(make_engine(settings.database_url))() as session:
-        report = verify_chain(session)
+    return settings, session_factory(make_engine(settings.database_url))
+
+
+@ledger_app.command("sequence")
+def ledger_sequence() -> None:
+    """Number every pending entry and coverage record into the log, then sign a checkpoint."""
+    from rich.console import Console
+
+    from gongji.core.db import transaction
+    from gongji.ledger.service import sequence
+    from gongji.ledger.signing import load_signer
+
+    settings, sessions = _ledger_session()
+    signer = load_signer(settings)
+    total = 0
+    while True:
+        with transaction(sessions) as session:
+            report = sequence(session, signer)
+        total += report.sequenced
+        if not report.sequenced:
+            break
+    Console().print(f"sequenced {total:,} leaves; the log has {report.size:,}")
+
+
+@ledger_app.command("checkpoint")
+def ledger_checkpoint() -> None:
+    """Print the latest signed checkpoint (keep it: `verify --since` proves later logs extend it)."""
+    from gongji.core.errors import GongjiError
+    from gongji.ledger.service import latest_checkpoint
+
+    _settings, sessions = _ledger_session()
+    try:
+        with sessions() as session:
+            typer.echo(latest_checkpoint(session).note, nl=False)
+    except GongjiError as error:
+        typer.echo(f"error {error}", err=True)
+        raise typer.Exit(2) from None
+
+
+@ledger_app.command("verify")
+def ledger_verify(
+    since: Annotated[
+        Optional[Path], typer.Option("--since", help="A signed checkpoint saved earlier: prove the log extends it.")
+    ] = None,
+) -> None:
+    """Recompute every leaf and the tree; check every checkpoint; name the first bad leaf (exit 1) or say intact."""
+    from rich.console import Console
+
+    from gongji.ledger.service import verify_log
+    from gongji.ledger.signing import load_signer
+
+    settings, sessions = _ledger_session()
+    saved = since.read_text(encoding="utf-8") if since else None
+    with sessions() as session:
+        report = verify_log(session, load_signer(settings).verifier_key, since=saved)
     console = Console()
     if report.ok:
-        console.print(f"[green]ledger intact[/green]: {report.entries_checked} entries, hash chain verified")
+        extends = " and extends the saved checkpoint" if saved else ""
+        console.print(
+            f"[green]ledger intact[/green]: {report.leaves_checked} leaves, tree and checkpoints verified{extends}"
+        )
         return
-    console.print(
-        f"[red]ledger tampered[/red]: entry {report.first_bad_seq} — {report.reason} "
-        f"({report.entries_checked} entries checked)"
-    )
+    where = f"leaf {report.first_bad_leaf}" if report.first_bad_leaf is not None else "checkpoints"
+    console.print(f"[red]ledger tampered[/red]: {where} — {report.reason} ({report.leaves_checked} leaves checked)")
     raise typer.Exit(1)
 
 

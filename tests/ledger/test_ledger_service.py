@@ -119,6 +119,8 @@ def test_empty_ledger_verifies_and_has_no_checkpoint(ledger):
         ("gift", "", None, [("bank", 100), ("campaign:1", -100)], "kind"),
         ("donation", None, None, [("bank", 100), ("campaign:1", -100)], "memo"),
         ("donation", "", 42, [("bank", 100), ("campaign:1", -100)], "reference"),
+        ("donation", "张三 13800138000", None, [("bank", 100), ("campaign:1", -100)], "memo"),
+        ("donation", "", "110105199001010011", [("bank", 100), ("campaign:1", -100)], "reference"),
     ],
 )
 def test_bad_entries_are_refused_naming_the_field(ledger, kind, memo, reference, lines, field):

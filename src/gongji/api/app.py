@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import logging
+import os
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from importlib import resources
 from pathlib import Path
 
 from fastapi import FastAPI
+from fastapi.concurrency import run_in_threadpool
 from fastapi.openapi.docs import get_redoc_html, get_swagger_ui_html
 from fastapi.responses import HTMLResponse
 from fastapi.staticfiles import StaticFiles
@@ -21,6 +26,9 @@ from gongji.core.db import make_engine, migrate, session_factory
 from gongji.core.settings import Settings, get_settings, load_vault
 from gongji.episodes import api as episodes_api
 from gongji.episodes import pages as episodes_pages
+from gongji.ledger import api as ledger_api
+from gongji.ledger import service as ledger_service
+from gongji.ledger.signing import load_signer
 from gongji.rules import api as rules_api
 from gongji.rules import pages as rules_pages
 from gongji.rules.params import load_parameter_book
@@ -56,11 +64,16 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         sessions=session_factory(engine),
         vault=load_vault(settings),
         book=load_parameter_book(settings.params_dir),
+        signer=load_signer(settings),
     )
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        sequencer = asyncio.create_task(_sequence_forever(context))
         yield
+        sequencer.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await sequencer
         engine.dispose()
 
     app = FastAPI(
@@ -79,12 +92,35 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     static = Path(str(resources.files("gongji.web").joinpath("static")))
     app.mount("/static", StaticFiles(directory=static), name="static")
     for router in (
-        auth.router, auth.admin_router, episodes_api.router, rules_api.router, rules_pages.router, episodes_pages.router
+        auth.router, auth.admin_router, episodes_api.router, rules_api.router, rules_pages.router,
+        episodes_pages.router, ledger_api.router,
     ):
         app.include_router(router)
     episodes_pages.install_page_errors(app)
     _add_docs_routes(app)
     return app
+
+
+logger = logging.getLogger("gongji.ledger")
+#: How often the server sequences pending leaves into the log and signs a checkpoint.
+SEQUENCE_EVERY_SECONDS = float(os.environ.get("GONGJI_LEDGER_SEQUENCE_SECONDS", "2"))
+
+
+async def _sequence_forever(context: AppContext) -> None:
+    """The background sequencer: writers never wait for it; it catches up every few seconds."""
+    while True:
+        await asyncio.sleep(SEQUENCE_EVERY_SECONDS)
+        try:
+            await run_in_threadpool(_sequence_all, context)
+        except Exception:  # noqa: BLE001 - a failed round leaves pending leaves pending; the next round retries
+            logger.exception("ledger sequencing failed; will retry")
+
+
+def _sequence_all(context: AppContext) -> None:
+    while True:
+        with context.transaction() as session:
+            if not ledger_service.sequence(session, context.signer).sequenced:
+                return
 
 
 def _add_docs_routes(app: FastAPI) -> None:

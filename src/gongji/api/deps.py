@@ -18,6 +18,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from gongji.core.db import transaction
 from gongji.core.identity import IdentityVault
 from gongji.core.settings import Settings
+from gongji.ledger.signing import LedgerSigner
 from gongji.rules.params import ParameterBook
 
 
@@ -28,6 +29,7 @@ class AppContext:
     sessions: sessionmaker[Session]
     vault: IdentityVault
     book: ParameterBook
+    signer: LedgerSigner
 
     @contextmanager
     def transaction(self) -> Iterator[Session]:

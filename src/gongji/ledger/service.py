@@ -16,6 +16,7 @@ from sqlalchemy.orm import Session
 
 from gongji.core.audit import record_audit
 from gongji.core.errors import Conflict, InvalidInput, NotFound
+from gongji.core.identity import redact_personal_digits
 from gongji.core.money import check_fen
 from gongji.core.persistence import utcnow
 from gongji.ledger import merkle
@@ -96,6 +97,9 @@ def post_entry(
         raise InvalidInput(f"reference must be text of at most {_MAX_REFERENCE} characters", "reference")
     if not isinstance(actor, str) or not 0 < len(actor) <= 100:
         raise InvalidInput("actor must be 1–100 characters", "actor")
+    for field, value in (("memo", memo), ("reference", reference or "")):
+        if redact_personal_digits(value) != value:
+            raise InvalidInput("the public log must not carry ID, phone or card numbers", field)
     clean = _validate_lines(lines)
     check_balanced(clean)
     accounts = _account_ids(session, [code for code, _ in clean])
@@ -269,6 +273,23 @@ def leaf(session: Session, leaf_index: int) -> LedgerLeaf:
     if found is None:
         raise NotFound(f"no leaf {leaf_index}", "leaf_index")
     return found
+
+
+def leaf_with_content(session: Session, leaf_index: int) -> tuple[LedgerLeaf, bytes]:
+    """A leaf and its canonical content, recomputed from its record (so a changed record shows here too)."""
+    found = leaf(session, leaf_index)
+    loader = _LEAF_CONTENTS.get(found.source)
+    content = loader(session, [found.source_id]).get(found.source_id) if loader else None
+    if content is None:
+        raise NotFound(f"the record of leaf {leaf_index} is gone", "leaf_index")
+    return found, content
+
+
+def checkpoints(session: Session, *, below: int | None = None, limit: int = 100) -> list[LedgerCheckpoint]:
+    query = select(LedgerCheckpoint).order_by(LedgerCheckpoint.size.desc()).limit(limit)
+    if below is not None:
+        query = query.where(LedgerCheckpoint.size < below)
+    return list(session.scalars(query))
 
 
 def leaf_of_entry(session: Session, seq: int) -> LedgerLeaf | None:
