@@ -330,7 +330,8 @@ def test_calculate_is_public_stores_nothing_and_matches_the_cascade(app, client)
 def test_calculate_names_the_bad_field(client):
     response = client.post("/api/calculate", json={"scheme": "resident", "hospital_level": 1,
                                                     "admission_date": "2024-01-02", "discharge_date": "2024-01-03",
-                                                    "class_a": "12.345", "class_b": "0", "out_of_catalogue": "0"})
+                                                    "class_a": "12.345", "class_b": "0", "out_of_catalogue": "0"},
+                           headers={"Accept-Language": "en"})
     problem = assert_problem(response, 422, "class_a")
     assert "two decimals" in problem["errors"][0]["message"]
     missing = client.post("/api/calculate", json={"scheme": "resident"})

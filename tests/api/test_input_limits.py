@@ -265,7 +265,10 @@ def test_tomorrow_is_refused_and_today_is_accepted(client, caseworker):
     tomorrow = (today + dt.timedelta(days=1)).isoformat()
     for field in ("admission_date", "discharge_date"):
         problem = assert_problem(
-            client.post("/api/calculate", json={**CALCULATION, "admission_date": "2024-05-01", field: tomorrow}),
+            client.post(
+                "/api/calculate", json={**CALCULATION, "admission_date": "2024-05-01", field: tomorrow},
+                headers={"Accept-Language": "en"},
+            ),
             422, field,
         )
         assert "today" in problem["detail"]
@@ -301,7 +304,8 @@ def test_all_field_errors_of_one_request_come_back_together(client):
 
 def test_discharge_before_admission_is_reported_with_other_errors(client):
     request = {**CALCULATION, "admission_date": "2024-05-09", "discharge_date": "2024-05-01", "class_b": "1.234"}
-    problem = assert_problem(client.post("/api/calculate", json=request), 422, "discharge_date", "class_b")
+    response = client.post("/api/calculate", json=request, headers={"Accept-Language": "en"})
+    problem = assert_problem(response, 422, "discharge_date", "class_b")
     assert any("before admission" in error["message"] for error in problem["errors"])
 
 

@@ -221,7 +221,10 @@ def test_caseworker_token_carries_regions(client):
 
 
 def test_requests_with_unknown_fields_are_refused(client):
-    response = client.post("/api/auth/login", json={"username": "admin", "password": PASSWORD, "remember": True})
+    response = client.post(
+        "/api/auth/login", json={"username": "admin", "password": PASSWORD, "remember": True},
+        headers={"Accept-Language": "en"},
+    )
     body = assert_problem(response, 422, "remember")
     assert body["errors"][0]["message"] == "Extra inputs are not permitted"
 

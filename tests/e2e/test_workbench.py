@@ -24,6 +24,7 @@ from gongji.api.app import create_app
 from gongji.api.auth_service import create_user
 from gongji.core.settings import Settings
 from gongji.episodes import service
+from gongji.web.i18n import gettext_for
 
 pytestmark = pytest.mark.browser
 
@@ -103,7 +104,8 @@ def test_a_caseworker_goes_from_login_to_a_printed_settlement_sheet(phone, base_
     page = phone
     page.goto("/workbench")
     page.wait_for_url("**/workbench/login?next=%2Fworkbench")
-    assert page.inner_text("h1") == "登录个案工作台"
+    zh = gettext_for("zh")
+    assert page.inner_text("h1") == zh("Sign in to the caseworker workbench") != "Sign in to the caseworker workbench"
     assert fits(page)
     page.fill("#username", "caseworker")
     page.fill("#password", PASSWORD)

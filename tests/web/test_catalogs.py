@@ -22,7 +22,7 @@ from gongji.api.app import create_app
 from gongji.core.errors import GongjiError
 from gongji.core.settings import Settings
 from gongji.locale.extract import dynamic_calls
-from gongji.web.i18n import HTTP_TITLES, PYDANTIC_MESSAGES, accepted_language, gettext_for
+from gongji.web.i18n import HTTP_DETAILS, HTTP_TITLES, PYDANTIC_MESSAGES, accepted_language, gettext_for
 
 SOURCE = Path(str(resources.files("gongji")))
 PO = SOURCE / "locale" / "zh_CN" / "LC_MESSAGES" / "messages.po"
@@ -112,7 +112,7 @@ def test_the_main_domain_messages_are_catalogued(extracted, chinese):
 
 def test_problem_titles_and_pydantic_messages_are_catalogued(chinese):
     titles = {cls.title for cls in _subclasses(GongjiError)}
-    assert untranslated(chinese, titles | set(HTTP_TITLES.values())) == []
+    assert untranslated(chinese, titles | set(HTTP_TITLES.values()) | set(HTTP_DETAILS)) == []
     assert all(HTTPStatus(status).phrase == title for status, title in HTTP_TITLES.items())
     assert untranslated(chinese, set(PYDANTIC_MESSAGES.values())) == []
     context = {"expected": "x", "pattern": "x", "min_length": 1, "max_length": 1, "ge": 1, "le": 1, "error": "x",

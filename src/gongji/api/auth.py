@@ -119,13 +119,13 @@ def allow(*roles: str):
         token = presented_token(request, credentials)
         if token is None:
             raise Unauthorized("a bearer token is required", "Authorization")
-        if credentials is None and request.method not in SAFE_METHODS and not csrf_matches(request, csrf):
-            raise Forbidden("the CSRF token is missing or does not match; reload the page", CSRF_FIELD)
         with context.transaction() as session:
             user = user_for_token(session, token)
             if user is None:
                 raise Unauthorized("the token is unknown or expired", "Authorization")
             principal = Principal(user.id, user.username, user.role, user.display_name, user.regions)
+        if credentials is None and request.method not in SAFE_METHODS and not csrf_matches(request, csrf):
+            raise Forbidden("the CSRF token is missing or does not match; reload the page", CSRF_FIELD)
         if principal.role not in roles:
             raise Forbidden(
                 "role {role} may not do this; allowed: {roles}", "role",

@@ -57,7 +57,15 @@ from gongji.episodes.models import Coverage, Episode
 from gongji.episodes.schemas import EpisodeCreate, EpisodeOut, PersonCreate, PersonOut, PersonSearch, PersonYearOut
 from gongji.rules.cascade import ASSISTANCE_CATEGORIES, HOSPITAL_LEVELS, LAYERS, SCHEMES
 from gongji.rules.params import ParameterBook
-from gongji.rules.schemas import LineOut, Money, ParameterOut, ParameterSetOut, SettlementOut, today_in_china
+from gongji.rules.schemas import (
+    CHINA_TIME,
+    LineOut,
+    Money,
+    ParameterOut,
+    ParameterSetOut,
+    SettlementOut,
+    today_in_china,
+)
 from gongji.web.i18n import (
     HTML_LANG,
     LANG_COOKIE,
@@ -233,9 +241,8 @@ def _safe_next(value: object) -> str | None:
     parts = urlsplit(value)
     if parts.scheme or parts.netloc or value.startswith(("//", "/\\")):
         return None
-    if parts.path != HOME and not parts.path.startswith(HOME + "/") or parts.path.startswith(LOGIN):
-        return None
-    return value
+    inside = parts.path == HOME or parts.path.startswith(HOME + "/")
+    return value if inside and not parts.path.startswith(LOGIN) else None
 
 
 def install_page_errors(app: FastAPI) -> None:
@@ -630,7 +637,8 @@ def _sheet_layers(records: list[Coverage], gettext: Gettext) -> list[dict[str, A
             "layer": layer,
             "amount": Money.of(sum(record.amount for record in mine)),
             "records": [
-                {"kind": r.kind, "amount": Money.of(r.amount), "recorded_at": r.recorded_at, "by": r.recorded_by}
+                {"kind": r.kind, "amount": Money.of(r.amount), "on": r.recorded_at.astimezone(CHINA_TIME).date(),
+                 "by": r.recorded_by}
                 for r in mine
             ],
             "trace": _trace(mine[-1].explanation, gettext) if mine else None,
@@ -655,6 +663,6 @@ def sheet(request: Request, episode_id: RowId, context: Context, principal: Curr
     return render(request, "workbench/sheet.html", {
         "person": person, "episode": episode, "settled_at": settled_at, "layers": layers, "total": total,
         "residual": residual, "parameter_set": pset, "parameter_note": note,
-        "printed_at": dt.datetime.now(dt.timezone(dt.timedelta(hours=8))).strftime("%Y-%m-%d %H:%M"),
+        "printed_at": dt.datetime.now(CHINA_TIME).strftime("%Y-%m-%d %H:%M"),
         "back": f"{HOME}/persons/{person.id}?year={episode.discharge_date.year}",
     })

@@ -118,7 +118,7 @@ def install_gettext(env: jinja2.Environment) -> None:
     env.install_gettext_callables(_page_gettext, _page_ngettext, newstyle=True)
 
 
-# --- messages not written by us ---------------------------------------------------------------
+# --- problem details: pydantic's messages and the titles --------------------------------------
 
 #: Pydantic's messages (by error type) that our request models can produce, catalogued by their
 #: templates; the placeholders are filled from the error's context.
@@ -159,10 +159,12 @@ HTTP_TITLES = {
     405: N_("Method Not Allowed"), 413: N_("Request Entity Too Large"), 415: N_("Unsupported Media Type"),
     422: N_("Unprocessable Entity"), 429: N_("Too Many Requests"), 500: N_("Internal Server Error"),
 }
+#: Details the framework writes itself (FastAPI, when a body cannot be read).
+HTTP_DETAILS = (N_("There was an error parsing the body"),)
 #: Problem titles of our domain errors (`GongjiError.title` and its subclasses').
 PROBLEM_TITLES = (
     N_("Bad request"), N_("Invalid input"), N_("Not found"), N_("Conflict"), N_("Forbidden"), N_("Unauthorized"),
-    N_("Too many requests"), N_("invalid request"),
+    N_("Too many requests"),
 )
 
 
