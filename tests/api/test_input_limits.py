@@ -179,13 +179,17 @@ def test_a_declared_oversize_body_is_413_before_any_of_it_is_read(sqlite_app):
     assert status == 413
     problem = json.loads(body)
     assert problem["status"] == 413 and str(MAX_BODY_BYTES) in problem["detail"]
+    assert "字节" in problem["detail"]  # Chinese unless the client asks for English
     assert pulled == 0
+    english = json.loads(_call(sqlite_app, [(b"content-length", b"99999999"), (b"accept-language", b"en")],
+                               _endless())[1])
+    assert english["detail"] == f"the request body exceeds {MAX_BODY_BYTES} bytes"
 
 
 def test_a_chunked_oversize_body_is_413_after_at_most_the_cap(sqlite_app):
     status, body, pulled = _call(sqlite_app, [(b"transfer-encoding", b"chunked")], _endless())
     assert status == 413
-    assert json.loads(body)["status"] == 413
+    assert json.loads(body)["status"] == 413 and "{limit}" not in json.loads(body)["detail"]
     assert MAX_BODY_BYTES < pulled <= MAX_BODY_BYTES + 64 * 1024
 
 

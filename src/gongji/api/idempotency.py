@@ -111,9 +111,10 @@ class Idempotency:
             ).one()
         if (stored.method, stored.path, stored.fingerprint) != (self.method, self.path, self.fingerprint):
             raise InvalidInput(
-                f"this key was already used for a different request ({stored.method} {stored.path} "
-                "or another body); send a new key for a new request",
+                "this key was already used for a different request ({method} {path} or another body); "
+                "send a new key for a new request",
                 KEY_HEADER,
+                values={"method": stored.method, "path": stored.path},
             )
         return JSONResponse(stored.response, status_code=stored.status_code, headers={REPLAYED_HEADER: "true"})
 

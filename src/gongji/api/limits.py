@@ -15,6 +15,8 @@ from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from gongji.api.problems import PROBLEM_MEDIA_TYPE, PROBLEM_SCHEMA, problem_response
+from gongji.core.messages import Text
+from gongji.web.i18n import N_, accepted_language, gettext_for
 
 #: 1 MiB: far above any JSON request here (an episode is under 1 KiB), far below what hurts the server.
 MAX_BODY_BYTES = 1024 * 1024
@@ -28,12 +30,17 @@ REQUEST_PROBLEMS: dict[int | str, dict] = {
 }
 
 
+BODY_TOO_LARGE = N_("the request body exceeds {limit} bytes")
+
+
 class BodyTooLarge(HTTPException):
     """Raised from `receive` mid-body; FastAPI re-raises HTTPExceptions from body reading, so it becomes 413."""
 
     def __init__(self, limit: int) -> None:
         # The unread rest of the body makes the connection unusable for another request.
-        super().__init__(413, f"the request body exceeds {limit} bytes", headers={"Connection": "close"})
+        super().__init__(413, BODY_TOO_LARGE.format(limit=limit), headers={"Connection": "close"})
+        #: The detail as a msgid and its values, rendered in the request's language.
+        self.text = Text(BODY_TOO_LARGE, {"limit": str(limit)})
 
 
 class BodySizeLimit:
@@ -80,8 +87,10 @@ class BodySizeLimit:
 
     async def _refuse(self, scope: Scope, receive: Receive, send: Send) -> None:
         error = BodyTooLarge(self.max_bytes)
+        language = accepted_language(dict(scope["headers"]).get(b"accept-language", b"").decode("latin-1"))
         response = problem_response(
-            error.status_code, HTTPStatus(error.status_code).phrase, error.detail, headers=error.headers
+            error.status_code, HTTPStatus(error.status_code).phrase, error.text, headers=error.headers,
+            gettext=gettext_for(language),
         )
         await response(scope, receive, send)
 

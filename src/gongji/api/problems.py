@@ -135,7 +135,8 @@ async def _validation_error(request: Request, error: RequestValidationError) -> 
 async def _http_error(request: Request, error: StarletteHTTPException) -> JSONResponse:
     title = HTTPStatus(error.status_code).phrase
     return problem_response(
-        error.status_code, title, Text.of(str(error.detail)), headers=error.headers, gettext=request_gettext(request)
+        error.status_code, title, getattr(error, "text", None) or Text.of(str(error.detail)), headers=error.headers,
+        gettext=request_gettext(request),
     )
 
 

@@ -90,11 +90,13 @@ def post_entry(
     No row is locked: concurrent writers never wait for each other.
     """
     if kind not in ENTRY_KINDS:
-        raise InvalidInput(f"kind must be one of {', '.join(ENTRY_KINDS)}", "kind")
+        raise InvalidInput("kind must be one of {kinds}", "kind", values={"kinds": ", ".join(ENTRY_KINDS)})
     if not isinstance(memo, str) or len(memo) > _MAX_MEMO:
-        raise InvalidInput(f"memo must be text of at most {_MAX_MEMO} characters", "memo")
+        raise InvalidInput("memo must be text of at most {max} characters", "memo", values={"max": str(_MAX_MEMO)})
     if reference is not None and (not isinstance(reference, str) or len(reference) > _MAX_REFERENCE):
-        raise InvalidInput(f"reference must be text of at most {_MAX_REFERENCE} characters", "reference")
+        raise InvalidInput(
+            "reference must be text of at most {max} characters", "reference", values={"max": str(_MAX_REFERENCE)}
+        )
     if not isinstance(actor, str) or not 0 < len(actor) <= 100:
         raise InvalidInput("actor must be 1–100 characters", "actor")
     for field, value in (("memo", memo), ("reference", reference or "")):
@@ -129,7 +131,7 @@ def account_balance(session: Session, code: str) -> int:
     """Signed balance in fen (debits positive): assets and expenses are positive, liabilities and income negative."""
     account_id = session.scalar(select(Account.id).where(Account.code == code))
     if account_id is None:
-        raise NotFound(f"no account {code!r}", "account_code")
+        raise NotFound("no account {code}", "account_code", values={"code": repr(code)})
     return int(
         session.scalar(select(func.coalesce(func.sum(Posting.amount), 0)).where(Posting.account_id == account_id))
     )
@@ -247,7 +249,7 @@ def latest_checkpoint(session: Session) -> LedgerCheckpoint:
 def checkpoint_at(session: Session, size: int) -> LedgerCheckpoint:
     checkpoint = session.get(LedgerCheckpoint, size)
     if checkpoint is None:
-        raise NotFound(f"no checkpoint of size {size}", "size")
+        raise NotFound("no checkpoint of size {size}", "size", values={"size": str(size)})
     return checkpoint
 
 
@@ -271,7 +273,7 @@ def consistency_proof(session: Session, old_size: int, new_size: int) -> list[by
 def leaf(session: Session, leaf_index: int) -> LedgerLeaf:
     found = session.get(LedgerLeaf, leaf_index)
     if found is None:
-        raise NotFound(f"no leaf {leaf_index}", "leaf_index")
+        raise NotFound("no leaf {index}", "leaf_index", values={"index": str(leaf_index)})
     return found
 
 
@@ -281,7 +283,7 @@ def leaf_with_content(session: Session, leaf_index: int) -> tuple[LedgerLeaf, by
     loader = _LEAF_CONTENTS.get(found.source)
     content = loader(session, [found.source_id]).get(found.source_id) if loader else None
     if content is None:
-        raise NotFound(f"the record of leaf {leaf_index} is gone", "leaf_index")
+        raise NotFound("the record of leaf {index} is gone", "leaf_index", values={"index": str(leaf_index)})
     return found, content
 
 
@@ -439,6 +441,6 @@ def _account_ids(session: Session, codes: Iterable[str]) -> dict[str, int]:
     found = dict(session.execute(select(Account.code, Account.id).where(Account.code.in_(set(codes)))).all())
     for index, code in enumerate(codes):
         if code not in found:
-            raise InvalidInput(f"unknown account {code!r}", f"lines[{index}].account_code")
+            raise InvalidInput("unknown account {code}", f"lines[{index}].account_code", values={"code": repr(code)})
     return found
 
