@@ -87,17 +87,20 @@ def my_persons(context: Context, principal: CurrentPrincipal) -> list[PersonOut]
 
 
 @router.post("/me/persons", status_code=201, response_model=PersonOut, **access("family"))
-def link_my_person(body: PersonLink, context: Context, principal: CurrentPrincipal) -> PersonOut:
+def link_my_person(
+    body: PersonLink, context: Context, principal: CurrentPrincipal, once: Idempotent
+) -> PersonOut | JSONResponse:
     """Link a registered patient to this family account by the patient's ID number and full name.
 
     A wrong pair is counted (in its own transaction) towards the daily limit of attempts.
     """
+
+    def work(session: Session) -> PersonOut:
+        link = service.link_person(session, context.vault, principal, body.id_number, body.name, body.relationship)
+        return PersonOut.of(service.get_person(session, link.person_id, principal))
+
     try:
-        with context.transaction() as session:
-            link = service.link_person(
-                session, context.vault, principal, body.id_number, body.name, body.relationship
-            )
-            return PersonOut.of(service.get_person(session, link.person_id, principal))
+        return once.run(work)
     except NotFound:
         with context.transaction() as session:
             service.record_link_failure(session, principal)
