@@ -11,14 +11,14 @@ import secrets
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 
-from sqlalchemy import delete, func, insert, select, text
-from sqlalchemy.orm import Session
+from sqlalchemy import String, bindparam, delete, func, insert, select, text
+from sqlalchemy.orm import Session, make_transient_to_detached
 
 from gongji.core.audit import record_audit
 from gongji.core.errors import Conflict, InvalidInput, NotFound
 from gongji.core.identity import redact_personal_digits
 from gongji.core.money import check_fen
-from gongji.core.persistence import utcnow
+from gongji.core.persistence import UTCDateTime, utcnow
 from gongji.ledger import merkle
 from gongji.ledger.checkpoint import Checkpoint, CheckpointError, open_note, sign
 from gongji.ledger.models import (
@@ -104,27 +104,69 @@ def post_entry(
             raise InvalidInput("the public log must not carry ID, phone or card numbers", field)
     clean = _validate_lines(lines)
     check_balanced(clean)
-    accounts = _account_ids(session, [code for code, _ in clean])
 
     uid, posted_at = secrets.token_hex(16), utcnow()
     content = entry_content(uid, posted_at, kind, memo, reference, clean)
-    seq = session.execute(
-        insert(JournalEntry)
-        .values(
-            uid=uid, posted_at=posted_at, posted_by=actor, kind=kind, memo=memo, reference=reference,
-            line_count=len(clean), lines_root=None, leaf_hash=merkle.leaf_hash(content).hex(),
-        )
-        .returning(JournalEntry.seq)
-    ).scalar_one()
+    values = {
+        "uid": uid, "posted_at": posted_at, "posted_by": actor, "kind": kind, "memo": memo, "reference": reference,
+        "line_count": len(clean), "lines_root": None, "leaf_hash": merkle.leaf_hash(content).hex(),
+    }
+    if session.get_bind().dialect.name == "postgresql":
+        seq = _insert_entry_postgres(session, values, clean)
+    else:
+        seq = _insert_entry(session, values, clean)
+    # The entry as the database now holds it, without reading it back (its lines load when first asked for).
+    entry = JournalEntry(seq=seq, **values)
+    make_transient_to_detached(entry)
+    session.add(entry)
+    return entry
+
+
+#: One round trip for the whole entry: its row, its lines and its outbox row — or, if an account is unknown,
+#: nothing at all and the first unknown line's number.
+_POST_ENTRY_POSTGRES = text("""
+WITH line AS (
+    SELECT given.ord - 1 AS line_no, accounts.id AS account_id, given.amount
+    FROM unnest(CAST(:codes AS varchar[]), CAST(:amounts AS bigint[])) WITH ORDINALITY AS given (code, amount, ord)
+    LEFT JOIN accounts ON accounts.code = given.code
+), entry AS (
+    INSERT INTO journal_entries (uid, posted_at, posted_by, kind, memo, reference, line_count, lines_root, leaf_hash)
+    SELECT :uid, :posted_at, :posted_by, :kind, :memo, :reference, :line_count, :lines_root, :leaf_hash
+    WHERE NOT EXISTS (SELECT FROM line WHERE account_id IS NULL)
+    RETURNING seq
+), posting AS (
+    INSERT INTO postings (entry_seq, line_no, account_id, amount)
+    SELECT entry.seq, line.line_no, line.account_id, line.amount FROM entry, line
+), outbox AS (
+    INSERT INTO ledger_pending (source, source_id, leaf_hash) SELECT 'entry', entry.seq, :leaf_hash FROM entry
+)
+SELECT (SELECT seq FROM entry) AS seq, (SELECT min(line_no) FROM line WHERE account_id IS NULL) AS unknown
+""").bindparams(bindparam("posted_at", type_=UTCDateTime), bindparam("lines_root", type_=String))
+
+
+def _insert_entry_postgres(session: Session, values: dict, lines: list[Line]) -> int:
+    row = session.execute(
+        _POST_ENTRY_POSTGRES,
+        {**values, "codes": [code for code, _ in lines], "amounts": [amount for _, amount in lines]},
+    ).one()
+    if row.seq is None:
+        code = lines[row.unknown][0]
+        raise InvalidInput("unknown account {code}", f"lines[{row.unknown}].account_code", values={"code": repr(code)})
+    return row.seq
+
+
+def _insert_entry(session: Session, values: dict, lines: list[Line]) -> int:
+    accounts = _account_ids(session, [code for code, _ in lines])
+    seq = session.execute(insert(JournalEntry).values(values).returning(JournalEntry.seq)).scalar_one()
     session.execute(
         insert(Posting),
         [
             {"entry_seq": seq, "line_no": line_no, "account_id": accounts[code], "amount": amount}
-            for line_no, (code, amount) in enumerate(clean)
+            for line_no, (code, amount) in enumerate(lines)
         ],
     )
-    enqueue_leaf(session, "entry", seq, content)
-    return session.get(JournalEntry, seq)
+    session.execute(insert(LedgerPending).values(source="entry", source_id=seq, leaf_hash=values["leaf_hash"]))
+    return seq
 
 
 def account_balance(session: Session, code: str) -> int:
