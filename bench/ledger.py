@@ -39,6 +39,7 @@ from gongji.ledger.signing import LedgerSigner
 
 DEFAULT_PG_URL = "postgresql://postgres@127.0.0.1:5432/postgres"
 CAMPAIGNS = 100
+MEMBERS = 1000
 
 
 def main() -> int:
@@ -52,7 +53,7 @@ def main() -> int:
     args = parser.parse_args()
 
     signer = LedgerSigner("gongji.bench/ledger", Ed25519PrivateKey.generate())
-    with bench_database() as url:
+    with bench_database(keep=args.keep) as url:
         migrate(url)
         engine = make_engine(url)
         sessions = session_factory(engine)
@@ -81,8 +82,12 @@ def main() -> int:
             started = time.perf_counter()
             report = ledger.verify_log(session, signer.verifier_key)
             verify_s = time.perf_counter() - started
-        print(f"verify_log: {report.leaves_checked:,} of {leaves:,} leaves in {verify_s:.3f} s "
-              f"({report.leaves_checked / verify_s:,.0f} leaves/s)")
+        rate = report.leaves_checked / verify_s
+        print(f"verify_log: {report.leaves_checked:,} of {leaves:,} leaves in {verify_s:.3f} s ({rate:,.0f} leaves/s)")
+        if bulk_lines:
+            print(f"  (that includes recomputing the bulk entry's subtree of {bulk_lines + 1:,} line leaves)")
+        else:
+            print(f"  (10,000,000 such leaves at this rate: {10_000_000 / rate:,.0f} s)")
         if not report.ok or report.leaves_checked != leaves:
             print(f"FAILED: verification: {report}", file=sys.stderr)
             return 1
@@ -97,14 +102,14 @@ def main() -> int:
 
 
 @contextmanager
-def bench_database():
+def bench_database(*, keep: bool):
+    """A new database for this run, dropped afterwards unless kept."""
     admin = create_engine(
         normalise_url(os.environ.get("GONGJI_TEST_PG_URL", DEFAULT_PG_URL)), isolation_level="AUTOCOMMIT"
     )
     name = f"gongji_bench_{secrets.token_hex(6)}"
     with admin.connect() as connection:
         connection.execute(text(f'CREATE DATABASE "{name}"'))
-    keep = "--keep" in sys.argv
     try:
         yield admin.url.set(database=name).render_as_string(hide_password=False)
     finally:
@@ -140,11 +145,14 @@ def write_burst(url: str, signer: LedgerSigner, writers: int, seconds: float, en
     start.wait()
     began = time.perf_counter()
     latencies: list[float] = []
+    client_cpu = server_cpu = 0.0
     for _ in processes:
         kind, payload = results.get()
         if kind == "error":
             raise RuntimeError(f"a writer failed: {payload}")
-        latencies.extend(payload)
+        latencies.extend(payload[0])
+        client_cpu += payload[1][0]
+        server_cpu += payload[1][1]
     elapsed = time.perf_counter() - began
     for process in processes:
         process.join()
@@ -161,6 +169,11 @@ def write_burst(url: str, signer: LedgerSigner, writers: int, seconds: float, en
     rate = len(latencies) / elapsed
     print(f"{writers} writers: {len(latencies):,} entries in {elapsed:.3f} s = {rate:,.0f}/s; "
           f"p50 {p50:.1f} ms, p99 {p99:.1f} ms, max {latencies[-1] * 1000 if latencies else 0:.1f} ms")
+    if latencies:
+        client_ms, server_ms = client_cpu * 1000 / len(latencies), server_cpu * 1000 / len(latencies)
+        print(f"CPU per entry: {client_ms:.3f} ms in the writers + {server_ms:.3f} ms in their PostgreSQL backends"
+              f" (so {2000 / (client_ms + server_ms):,.0f}/s on 2 idle cores, if nothing else ran)")
+    print(f"machine load average: {os.getloadavg()[0]:.1f} (other processes compete for the same 2 cores)")
     return len(latencies), rate, p99, lag
 
 
@@ -170,9 +183,10 @@ def writer(url: str, number: int, seconds: float, quota: int | None, start, resu
         engine = make_engine(url)
         sessions = session_factory(engine)
         with sessions() as session:  # connect before the clock starts
-            session.execute(text("SELECT 1"))
+            backend = session.scalar(text("SELECT pg_backend_pid()"))
         latencies: list[float] = []
         start.wait()
+        cpu = time.process_time(), backend_cpu(backend)
         deadline = time.perf_counter() + seconds
         k = 0
         while (quota is None and time.perf_counter() < deadline) or (quota is not None and k < quota):
@@ -183,11 +197,21 @@ def writer(url: str, number: int, seconds: float, quota: int | None, start, resu
                 ledger.post_entry(session, "donation", "捐款 donation", campaign, [("bank", fen), (campaign, -fen)])
             latencies.append(time.perf_counter() - began)
             k += 1
+        cpu = time.process_time() - cpu[0], backend_cpu(backend) - cpu[1]
         engine.dispose()
-        results.put(("ok", latencies))
+        results.put(("ok", (latencies, cpu)))
     except BaseException as error:  # reported to the parent, which fails the run
         results.put(("error", repr(error)))
         raise
+
+
+def backend_cpu(pid: int) -> float:
+    """CPU seconds used so far by a local PostgreSQL backend (0 if the server is not on this machine)."""
+    try:
+        fields = open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def sequencer_loop(url: str, seed: bytes, stop) -> None:
@@ -263,12 +287,29 @@ def seed_entries(engine, count: int) -> None:
 
 
 def bulk_entry(sessions, signer: LedgerSigner, lines: int) -> tuple[int, float]:
-    """One bulk entry of `lines` lines through `post_bulk_entry`, if the service has it yet."""
+    """One bulk entry of `lines` member charges through `post_bulk_entry` (if the service has it), timed to commit."""
     post_bulk_entry = getattr(ledger, "post_bulk_entry", None)
-    if post_bulk_entry is None or lines <= 0:
-        print("bulk: post_bulk_entry does not exist yet; bulk_lines=0 bulk_s=0")
+    if post_bulk_entry is None:
+        print("bulk: post_bulk_entry does not exist yet, so bulk_lines=0 bulk_s=0")
         return 0, 0.0
-    raise NotImplementedError("post_bulk_entry exists: wire its call here")
+    if lines <= 0:
+        print("bulk: skipped (--bulk-lines 0)")
+        return 0, 0.0
+    with transaction(sessions) as session:
+        ledger.open_account(session, "pool", "互助资金池 mutual-aid pool", "liability")
+        for number in range(MEMBERS):
+            ledger.open_account(session, f"member:{number}", f"会员{number}应收分摊", "asset")
+    charges = ((f"member:{k % MEMBERS}", 100 + k % 50) for k in range(lines))
+    started = time.perf_counter()
+    with transaction(sessions) as session:
+        entry = post_bulk_entry(session, "apportionment", "分摊 bench", "plan:1", charges, counter_account="pool")
+    seconds = time.perf_counter() - started
+    with sessions() as session:
+        stored = session.get(JournalEntry, entry.seq).line_count
+    print(f"bulk: one entry of {lines:,} lines (+1 balancing, {stored:,} stored) in {seconds:.3f} s "
+          f"({lines / seconds:,.0f} lines/s)")
+    sequence_all(sessions, signer)
+    return lines, seconds
 
 
 if __name__ == "__main__":

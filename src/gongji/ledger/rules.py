@@ -38,8 +38,12 @@ def iso_utc(instant: dt.datetime) -> str:
     return instant.astimezone(dt.UTC).isoformat(timespec="microseconds")
 
 
+#: One encoder for every leaf (json.dumps with options would build a new one per call — dear over millions).
+_CANONICAL = json.JSONEncoder(sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+
+
 def canonical(document: dict) -> bytes:
-    return json.dumps(document, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
+    return _CANONICAL.encode(document).encode("utf-8")
 
 
 def entry_content(
