@@ -29,6 +29,7 @@ from gongji.episodes import pages as episodes_pages
 from gongji.ledger import api as ledger_api
 from gongji.ledger import pages as ledger_pages
 from gongji.ledger import service as ledger_service
+from gongji.ledger import transparency as ledger_transparency
 from gongji.ledger.signing import load_signer
 from gongji.rules import api as rules_api
 from gongji.rules import pages as rules_pages
@@ -94,7 +95,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.mount("/static", StaticFiles(directory=static), name="static")
     for router in (
         auth.router, auth.admin_router, episodes_api.router, rules_api.router, rules_pages.router,
-        episodes_pages.router, ledger_api.router, ledger_pages.router,
+        episodes_pages.router, ledger_api.router, ledger_pages.router, ledger_transparency.router,
     ):
         app.include_router(router)
     episodes_pages.install_page_errors(app)

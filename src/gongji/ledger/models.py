@@ -13,6 +13,7 @@ import datetime as dt
 
 from sqlalchemy import (
     BigInteger,
+    Boolean,
     CheckConstraint,
     ForeignKey,
     Index,
@@ -21,6 +22,8 @@ from sqlalchemy import (
     String,
     Text,
     UniqueConstraint,
+    false,
+    text,
 )
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
@@ -46,6 +49,8 @@ class Account(Base):
     name: Mapped[str] = mapped_column(String(200))
     kind: Mapped[str] = mapped_column(String(16))
     created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
+    #: Shown on the public transparency pages (a campaign's funds, a plan's pool); members' accounts are not.
+    public: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
 
 
 class JournalEntry(Base):
@@ -57,6 +62,13 @@ class JournalEntry(Base):
     """
 
     __tablename__ = "journal_entries"
+    #: The few bulk entries among millions, so an account's bulk lines are found one bulk entry at a time.
+    __table_args__ = (
+        Index(
+            "ix_journal_entries_bulk", "seq",
+            postgresql_where=text("lines_root IS NOT NULL"), sqlite_where=text("lines_root IS NOT NULL"),
+        ),
+    )
 
     seq: Mapped[int] = mapped_column(Integer, primary_key=True)
     uid: Mapped[str] = mapped_column(String(32))
@@ -134,3 +146,41 @@ class LedgerCheckpoint(Base):
     root: Mapped[str] = mapped_column(String(64))
     note: Mapped[str] = mapped_column(Text)
     issued_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class LedgerBulkLine(Base):
+    """One line of a bulk entry (a member's apportionment charge, or the balancing line to the pool).
+
+    Bulk lines are written set-based (COPY on PostgreSQL) and kept apart from
+    `postings`: per-row foreign-key checks would cost more than the writing
+    itself. The account is its permanent code (what the line's leaf carries);
+    the posting checks every code against `accounts` in one query, and
+    accounts can be neither deleted nor recoded (migration 0007).
+    """
+
+    __tablename__ = "ledger_bulk_lines"
+    __table_args__ = (
+        CheckConstraint("amount <> 0", name="ck_ledger_bulk_lines_amount_nonzero"),
+        # Each new entry's keys sort after all earlier ones: a period's millions of lines are appended to
+        # the index, never scattered through it. An account's lines are found entry by bulk entry.
+        Index("ix_ledger_bulk_lines_entry_account", "entry_seq", "account_code"),
+    )
+
+    entry_seq: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+    line_no: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+    account_code: Mapped[str] = mapped_column(String(64))
+    amount: Mapped[int] = mapped_column(BigInteger)
+
+
+class LedgerLineNode(Base):
+    """A full node of a bulk entry's lines subtree at level ≥ `lines.TILE_LEVEL` (tiles of 256 lines).
+
+    Lower levels are recomputed from the tile's lines when a proof needs them.
+    """
+
+    __tablename__ = "ledger_line_nodes"
+
+    entry_seq: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+    level: Mapped[int] = mapped_column(SmallInteger, primary_key=True, autoincrement=False)
+    idx: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)
+    hash: Mapped[str] = mapped_column(String(64))
