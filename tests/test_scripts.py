@@ -25,7 +25,10 @@ def env(tmp_path) -> dict[str, str]:
     """The scripts' environment with this uv on PATH (`uv run` names itself in $UV), so they install nothing."""
     uv = os.environ.get("UV") or shutil.which("uv")
     if not uv:
-        pytest.skip("uv not found (run the tests with `uv run`)")
+        reason = "uv not found (run the tests with `uv run`)"
+        if os.environ.get("GONGJI_STRICT") == "1":
+            pytest.fail(f"{reason} (GONGJI_STRICT=1)")
+        pytest.skip(f"{reason}; set GONGJI_STRICT=1 to fail instead")
     return {
         **os.environ,
         "PATH": f"{Path(uv).parent}{os.pathsep}{os.environ['PATH']}",

@@ -5,28 +5,17 @@ The server is uvicorn on a free 127.0.0.1 port, with a temporary SQLite database
 
 from __future__ import annotations
 
-import os
-import socket
-import threading
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
 import pytest
-import uvicorn
+from servers import embedded_app, new_page, serve
 
-from gongji.api.app import create_app
-from gongji.core.settings import Settings
 from gongji.web.i18n import gettext_for
 
 pytestmark = pytest.mark.browser
 
-CHROMIUM = Path("/usr/bin/chromium")
-CHROMIUM_ARGS = [
-    "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-    "--disable-background-networking", "--disable-component-update", "--disable-sync",
-]
 SCREENSHOT = Path("/tmp/gongji-calculator.png")
 CASE = {
     "scheme": "resident", "assistance_category": "subsistence", "inclusive_enrolled": True, "region": "510100",
@@ -39,52 +28,16 @@ ENGLISH = {"title": "Multi-layer medical security calculator", "class_a": "Class
            "residual": "Left to the patient"}
 
 
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
 @pytest.fixture(scope="module")
 def base_url(tmp_path_factory) -> Iterator[str]:
-    var = tmp_path_factory.mktemp("e2e")
-    app = create_app(Settings(database_url=f"sqlite:///{var / 'gongji.sqlite3'}", var_dir=var, params_dir=None))
-    port = free_port()
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 15
-    while not server.started:
-        if not thread.is_alive() or time.monotonic() > deadline:
-            pytest.fail("the server did not start")
-        time.sleep(0.05)
-    yield f"http://127.0.0.1:{port}"
-    server.should_exit = True
-    thread.join(timeout=10)
-
-
-@pytest.fixture(scope="module")
-def browser():
-    if not CHROMIUM.exists():
-        reason = f"{CHROMIUM} not installed"
-        if os.environ.get("GONGJI_STRICT") == "1":
-            pytest.fail(f"{reason} (GONGJI_STRICT=1)")
-        pytest.skip(f"{reason}; set GONGJI_STRICT=1 to fail instead")
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as playwright:
-        chromium = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
-        yield chromium
-        chromium.close()
+    with serve(embedded_app(tmp_path_factory.mktemp("e2e"))) as url:
+        yield url
 
 
 @pytest.fixture
 def page(browser, base_url):
-    context = browser.new_context(base_url=base_url, locale="zh-CN", viewport={"width": 1100, "height": 900})
-    context.set_default_timeout(15_000)
-    page = context.new_page()
-    yield page
-    context.close()
+    with new_page(browser, base_url, viewport={"width": 1100, "height": 900}) as page:
+        yield page
 
 
 def fill_form(page, case: dict) -> None:

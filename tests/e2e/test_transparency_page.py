@@ -8,31 +8,25 @@ from __future__ import annotations
 
 import csv
 import io
-import threading
 import time
 from collections.abc import Iterator
 
 import httpx
 import pytest
-import uvicorn
-from test_calculator_page import browser, free_port  # noqa: F401 (the browser fixture)
+from servers import PHONE, embedded_app, new_page, serve
 
-from gongji.api.app import create_app
-from gongji.core.settings import Settings
 from gongji.ledger.service import open_account, post_entry
 from gongji.web.i18n import gettext_for
 
 pytestmark = pytest.mark.browser
 
-PHONE = {"width": 390, "height": 844}
 DONATIONS = (20_000, 5_050, 100_000)
 REFUND = (5_050, "捐款人要求撤回，原路退回")
 
 
 @pytest.fixture(scope="module")
 def base_url(tmp_path_factory) -> Iterator[str]:
-    var = tmp_path_factory.mktemp("transparency")
-    app = create_app(Settings(database_url=f"sqlite:///{var / 'gongji.sqlite3'}", var_dir=var, params_dir=None))
+    app = embedded_app(tmp_path_factory.mktemp("transparency"))
     with app.state.gongji.transaction() as session:
         open_account(session, "bank", "托管账户", "asset")
         open_account(session, "campaign:7", "李*华的大病筹款", "liability", public=True)
@@ -40,32 +34,19 @@ def base_url(tmp_path_factory) -> Iterator[str]:
             post_entry(session, "donation", "网络捐款", "campaign:7", [("bank", fen), ("campaign:7", -fen)])
         fen, reason = REFUND
         post_entry(session, "refund", reason, "campaign:7", [("bank", -fen), ("campaign:7", fen)])
-    port = free_port()
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 15
-    while not server.started:
-        if not thread.is_alive() or time.monotonic() > deadline:
-            pytest.fail("the server did not start")
-        time.sleep(0.05)
-    url = f"http://127.0.0.1:{port}"
-    while httpx.get(f"{url}/api/ledger/checkpoint").status_code != 200:  # the sequencer runs every 2 s
-        if time.monotonic() > deadline + 15:
-            pytest.fail("no checkpoint was signed")
-        time.sleep(0.1)
-    yield url
-    server.should_exit = True
-    thread.join(timeout=10)
+    with serve(app) as url:
+        deadline = time.monotonic() + 30
+        while httpx.get(f"{url}/api/ledger/checkpoint").status_code != 200:  # the sequencer runs every 2 s
+            if time.monotonic() > deadline:
+                pytest.fail("no checkpoint was signed")
+            time.sleep(0.1)
+        yield url
 
 
 @pytest.fixture
-def page(browser, base_url):  # noqa: F811 (the imported fixture)
-    context = browser.new_context(base_url=base_url, locale="zh-CN", viewport=PHONE, accept_downloads=True)
-    context.set_default_timeout(15_000)
-    page = context.new_page()
-    yield page
-    context.close()
+def page(browser, base_url):
+    with new_page(browser, base_url, viewport=PHONE, accept_downloads=True) as page:
+        yield page
 
 
 def test_the_account_page_draws_its_chart_and_downloads_its_entries(page, base_url):

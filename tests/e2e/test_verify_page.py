@@ -8,46 +8,27 @@ posted and sequenced with the app's own signer before the browser starts.
 from __future__ import annotations
 
 import json
-import os
-import socket
-import threading
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
 import pytest
-import uvicorn
+from servers import PHONE, embedded_app, new_page, serve
 
-from gongji.api.app import create_app
-from gongji.core.settings import Settings
 from gongji.ledger.service import open_account, post_entry, sequence
 
 pytestmark = pytest.mark.browser
 
-CHROMIUM = Path("/usr/bin/chromium")
-CHROMIUM_ARGS = [
-    "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-    "--disable-background-networking", "--disable-component-update", "--disable-sync",
-]
-PHONE = {"width": 390, "height": 844}
 SCREENSHOT = Path("/tmp/gongji-verify.png")
 STEPS = ["receipt", "content", "leaf", "path", "root", "signature"]
 #: Donations of ¥1.00, ¥2.50, ¥9.99, ¥0.05 and ¥0.06: leaf 1 is the ¥2.50 one.
 DONATIONS = (100, 250, 999, 5, 6)
 
 
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
 @pytest.fixture(scope="module")
 def base_url(tmp_path_factory) -> Iterator[str]:
     """A server whose log holds five sequenced donations under a signed checkpoint."""
-    var = tmp_path_factory.mktemp("e2e-verify")
-    app = create_app(Settings(database_url=f"sqlite:///{var / 'gongji.sqlite3'}", var_dir=var, params_dir=None))
+    app = embedded_app(tmp_path_factory.mktemp("e2e-verify"))
     with app.state.gongji.transaction() as session:
         open_account(session, "bank", "托管账户", "asset")
         open_account(session, "campaign:7", "项目资金", "liability")
@@ -55,42 +36,14 @@ def base_url(tmp_path_factory) -> Iterator[str]:
             post_entry(session, "donation", "为李某筹集化疗费用", "campaign:7", [("bank", fen), ("campaign:7", -fen)])
     with app.state.gongji.transaction() as session:
         assert sequence(session, app.state.gongji.signer).size == len(DONATIONS)
-    port = free_port()
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 15
-    while not server.started:
-        if not thread.is_alive() or time.monotonic() > deadline:
-            pytest.fail("the server did not start")
-        time.sleep(0.05)
-    yield f"http://127.0.0.1:{port}"
-    server.should_exit = True
-    thread.join(timeout=10)
-
-
-@pytest.fixture(scope="module")
-def browser():
-    if not CHROMIUM.exists():
-        reason = f"{CHROMIUM} not installed"
-        if os.environ.get("GONGJI_STRICT") == "1":
-            pytest.fail(f"{reason} (GONGJI_STRICT=1)")
-        pytest.skip(f"{reason}; set GONGJI_STRICT=1 to fail instead")
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as playwright:
-        chromium = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
-        yield chromium
-        chromium.close()
+    with serve(app) as url:
+        yield url
 
 
 @pytest.fixture
 def page(browser, base_url):
-    context = browser.new_context(base_url=base_url, locale="zh-CN", viewport=PHONE)
-    context.set_default_timeout(15_000)
-    page = context.new_page()
-    yield page
-    context.close()
+    with new_page(browser, base_url, viewport=PHONE) as page:
+        yield page
 
 
 def open_page(page, path: str = "/ledger/verify") -> None:

@@ -9,27 +9,21 @@ from __future__ import annotations
 
 import datetime as dt
 import re
-import threading
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
 import pytest
-import uvicorn
 from helpers import valid_id_number
-from test_calculator_page import browser, free_port  # noqa: F401 (the browser fixture)
+from servers import PHONE, embedded_app, new_page, serve
 
-from gongji.api.app import create_app
 from gongji.api.auth_service import create_user
-from gongji.core.settings import Settings
 from gongji.episodes import service
 from gongji.web.i18n import gettext_for
 
 pytestmark = pytest.mark.browser
 
 PASSWORD = "a long and unusual passphrase 7"
-PHONE = {"width": 390, "height": 844}
 SCREENSHOTS = Path("/tmp")
 KNOWN_ID = valid_id_number("330106", dt.date(1970, 3, 3), 21)
 NEW_ID = valid_id_number("330102", dt.date(1985, 7, 9), 45)
@@ -42,33 +36,19 @@ EARLIER = {"admission_date": "2024-03-01", "discharge_date": "2024-03-08", "hosp
 @pytest.fixture(scope="module")
 def base_url(tmp_path_factory) -> Iterator[str]:
     """A real server with one caseworker of 杭州 (330100) and one registered person there."""
-    var = tmp_path_factory.mktemp("workbench")
-    app = create_app(Settings(database_url=f"sqlite:///{var / 'gongji.sqlite3'}", var_dir=var, params_dir=None))
+    app = embedded_app(tmp_path_factory.mktemp("workbench"))
     context = app.state.gongji
     with context.transaction() as session:
         create_user(session, "caseworker", PASSWORD, "caseworker", "王审核员", regions=("330100",))
         service.create_person(session, context.vault, KNOWN_ID, "张小明", "resident", "none", False, "330100")
-    port = free_port()
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 15
-    while not server.started:
-        if not thread.is_alive() or time.monotonic() > deadline:
-            pytest.fail("the server did not start")
-        time.sleep(0.05)
-    yield f"http://127.0.0.1:{port}"
-    server.should_exit = True
-    thread.join(timeout=10)
+    with serve(app) as url:
+        yield url
 
 
 @pytest.fixture
-def phone(browser, base_url):  # noqa: F811 (the imported fixture)
-    context = browser.new_context(base_url=base_url, locale="zh-CN", viewport=PHONE, device_scale_factor=2)
-    context.set_default_timeout(15_000)
-    page = context.new_page()
-    yield page
-    context.close()
+def phone(browser, base_url):
+    with new_page(browser, base_url, viewport=PHONE, device_scale_factor=2) as page:
+        yield page
 
 
 def fits(page) -> bool:
