@@ -81,3 +81,21 @@ def sessions(engine: Engine) -> sessionmaker[Session]:
 def vault() -> IdentityVault:
     """A vault with fixed test keys (never used outside tests)."""
     return IdentityVault(bytes(range(32)), b"gongji-test-person-key-secret")
+
+
+@pytest.fixture
+def app(db_url: str, tmp_path):
+    """The application on the fresh database (a module may override it to seed or to change settings)."""
+    from gongji.api.app import create_app
+    from gongji.core.settings import Settings
+
+    return create_app(Settings(database_url=db_url, var_dir=tmp_path / "var", params_dir=None))
+
+
+@pytest.fixture
+def client(app) -> Iterator:
+    """An HTTP client on `app`, with its start-up and shut-down (lifespan) run."""
+    from fastapi.testclient import TestClient
+
+    with TestClient(app) as test_client:
+        yield test_client

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Iterator
 
 import pytest
 from fastapi import FastAPI
@@ -11,12 +10,10 @@ from fastapi.testclient import TestClient
 from helpers import valid_id_number
 from sqlalchemy import func, select
 
-from gongji.api.app import create_app
 from gongji.api.auth_service import create_user
 from gongji.api.models import ROLES
 from gongji.core.audit import AuditLog
 from gongji.core.errors import Conflict
-from gongji.core.settings import Settings
 from gongji.episodes import service
 from gongji.episodes.models import Coverage, Episode, Person
 from gongji.rules.cascade import LAYERS, EpisodeInput, explain_person_year
@@ -40,17 +37,6 @@ EPISODE = {
     "class_b": "30,000",
     "out_of_catalogue": "¥10,000.5",
 }
-
-
-@pytest.fixture
-def app(db_url: str, tmp_path) -> FastAPI:
-    return create_app(Settings(database_url=db_url, var_dir=tmp_path / "var", params_dir=None))
-
-
-@pytest.fixture
-def client(app: FastAPI) -> Iterator[TestClient]:
-    with TestClient(app) as test_client:
-        yield test_client
 
 
 @pytest.fixture

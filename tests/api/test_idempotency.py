@@ -9,7 +9,6 @@ import datetime as dt
 import threading
 import time
 import uuid
-from collections.abc import Iterator
 
 import pytest
 from fastapi import FastAPI
@@ -17,12 +16,10 @@ from fastapi.testclient import TestClient
 from helpers import valid_id_number
 from sqlalchemy import func, select
 
-from gongji.api.app import create_app
 from gongji.api.auth_service import create_user
 from gongji.api.idempotency import KEY_HEADER, REPLAYED_HEADER
 from gongji.api.models import NATIONWIDE, IdempotencyRecord
 from gongji.core.audit import AuditLog
-from gongji.core.settings import Settings
 from gongji.episodes import service
 from gongji.episodes.models import Coverage, Episode, Person
 
@@ -44,17 +41,6 @@ EPISODE = {
 }
 CREATING = [("post", "/api/persons"), ("post", "/api/persons/{person_id}/episodes"),
             ("post", "/api/episodes/{episode_id}/settle")]
-
-
-@pytest.fixture
-def app(db_url: str, tmp_path) -> FastAPI:
-    return create_app(Settings(database_url=db_url, var_dir=tmp_path / "var", params_dir=None))
-
-
-@pytest.fixture
-def client(app: FastAPI) -> Iterator[TestClient]:
-    with TestClient(app) as test_client:
-        yield test_client
 
 
 @pytest.fixture
