@@ -16,14 +16,12 @@ from __future__ import annotations
 import datetime as dt
 import secrets
 from collections.abc import Callable, Iterable
-from importlib import resources
 from typing import Annotated, Any
 from urllib.parse import urlencode, urlsplit
 
 from fastapi import APIRouter, Depends, FastAPI, Query, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
-from fastapi.templating import Jinja2Templates
 from pydantic import ValidationError
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
@@ -43,18 +41,41 @@ from gongji.api.auth import (
     client_address,
     csrf_matches,
 )
-from gongji.api.auth_service import TOKEN_LIFETIME, authenticate, issue_token, revoke_token, user_for_token
+from gongji.api.auth_service import (
+    TOKEN_LIFETIME,
+    authenticate,
+    issue_token,
+    revoke_token,
+    user_for_token,
+)
 from gongji.api.deps import AppContext, RowId, get_context
 from gongji.api.models import ALL_ROLES
 from gongji.api.problems import validation_errors
 from gongji.core.access import covers_region, is_self_service
-from gongji.core.errors import Forbidden, GongjiError, InvalidInput, TooManyRequests, Unauthorized
-from gongji.core.identity import normalise_id_number, province_codes, redact_personal_digits
+from gongji.core.errors import (
+    Forbidden,
+    GongjiError,
+    InvalidInput,
+    TooManyRequests,
+    Unauthorized,
+)
+from gongji.core.identity import (
+    normalise_id_number,
+    province_codes,
+    redact_personal_digits,
+)
 from gongji.core.messages import Text
 from gongji.episodes import service
 from gongji.episodes.api import READERS, WRITERS, Year
 from gongji.episodes.models import Coverage, Episode
-from gongji.episodes.schemas import EpisodeCreate, EpisodeOut, PersonCreate, PersonOut, PersonSearch, PersonYearOut
+from gongji.episodes.schemas import (
+    EpisodeCreate,
+    EpisodeOut,
+    PersonCreate,
+    PersonOut,
+    PersonSearch,
+    PersonYearOut,
+)
 from gongji.rules.cascade import ASSISTANCE_CATEGORIES, HOSPITAL_LEVELS, LAYERS, SCHEMES
 from gongji.rules.params import ParameterBook
 from gongji.rules.schemas import (
@@ -72,10 +93,10 @@ from gongji.web.i18n import (
     LANGUAGE_NAMES,
     LANGUAGES,
     Gettext,
-    choose_language,
     gettext_for,
-    install_gettext,
+    page_language,
 )
+from gongji.web.rendering import templates
 
 router = APIRouter(prefix="/workbench", tags=["workbench"], include_in_schema=False)
 Context = Annotated[AppContext, Depends(get_context)]
@@ -90,19 +111,14 @@ EPISODE_FIELDS = (
 )
 SEARCH_FIELDS = ("id_number", "name", "region")
 ONE_YEAR = 365 * 24 * 3600
-templates = Jinja2Templates(directory=str(resources.files("gongji.web").joinpath("templates")))
-install_gettext(templates.env)
 
 
 # --- rendering --------------------------------------------------------------------------------
 
 
-def _language(request: Request) -> str:
-    return choose_language(request.query_params.get("lang"), request.cookies.get(LANG_COOKIE))
-
 
 def _gettext(request: Request) -> Gettext:
-    return gettext_for(_language(request))
+    return gettext_for(page_language(request))
 
 
 def _is_htmx(request: Request) -> bool:
@@ -138,7 +154,7 @@ def render(
     headers: dict[str, str] | None = None,
 ) -> HTMLResponse:
     """A workbench page in the reader's language, with the CSRF token its forms repeat (set if missing)."""
-    language = _language(request)
+    language = page_language(request)
     other = LANGUAGES[1 - LANGUAGES.index(language)]
     csrf = request.cookies.get(CSRF_COOKIE) or secrets.token_urlsafe(32)
     principal = getattr(request.state, "principal", None)

@@ -11,19 +11,22 @@ compares the key with the one they kept need not trust it at all.
 
 from __future__ import annotations
 
-from importlib import resources
 from typing import Annotated
 
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import HTMLResponse
-from fastapi.templating import Jinja2Templates
 
 from gongji.api.auth import PUBLIC, access
-from gongji.web.i18n import HTML_LANG, LANG_COOKIE, LANGUAGE_NAMES, LANGUAGES, choose_language, install_gettext
+from gongji.web.i18n import (
+    HTML_LANG,
+    LANG_COOKIE,
+    LANGUAGE_NAMES,
+    LANGUAGES,
+    page_language,
+)
+from gongji.web.rendering import templates
 
 router = APIRouter(tags=["pages"])
-templates = Jinja2Templates(directory=str(resources.files("gongji.web").joinpath("templates")))
-install_gettext(templates.env)
 
 ONE_YEAR = 365 * 24 * 3600
 
@@ -31,7 +34,7 @@ ONE_YEAR = 365 * 24 * 3600
 @router.get("/ledger/verify", response_class=HTMLResponse, include_in_schema=False, **access(PUBLIC))
 def verify_page(request: Request, lang: Annotated[str | None, Query()] = None) -> HTMLResponse:
     """查验凭证; `?lang=en` or `?lang=zh` switches the language and remembers it, `?leaf=N` checks leaf N at once."""
-    language = choose_language(lang, request.cookies.get(LANG_COOKIE))
+    language = page_language(request)
     other = LANGUAGES[1 - LANGUAGES.index(language)]
     leaf = request.query_params.get("leaf")
     switch = f"/ledger/verify?lang={other}" + (f"&leaf={leaf}" if leaf and leaf.isascii() and leaf.isdigit() else "")

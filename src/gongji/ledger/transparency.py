@@ -21,14 +21,12 @@ import io
 import json
 import re
 from collections.abc import Iterator
-from importlib import resources
 from typing import Annotated, Any
 from urllib.parse import quote, urlencode
 
 from fastapi import APIRouter, Depends, Query, Request
 from fastapi import Path as FastApiPath
 from fastapi.responses import HTMLResponse, Response, StreamingResponse
-from fastapi.templating import Jinja2Templates
 from pydantic import BaseModel, Field
 
 from gongji.api.auth import PUBLIC, access
@@ -45,14 +43,12 @@ from gongji.web.i18n import (
     LANGUAGE_NAMES,
     LANGUAGES,
     N_,
-    choose_language,
     gettext_for,
-    install_gettext,
+    page_language,
 )
+from gongji.web.rendering import templates
 
 router = APIRouter(tags=["ledger"], responses=problem_responses(404, 422))
-templates = Jinja2Templates(directory=str(resources.files("gongji.web").joinpath("templates")))
-install_gettext(templates.env)
 
 Context = Annotated[AppContext, Depends(get_context)]
 #: Account codes may hold any character but are never empty; `:path` lets one hold a slash too.
@@ -308,9 +304,6 @@ def _render(
     return response
 
 
-def _language(request: Request) -> str:
-    return choose_language(request.query_params.get("lang"), request.cookies.get(LANG_COOKIE))
-
 
 def _shown_time(instant) -> str:
     return instant.astimezone(CHINA_TIME).strftime("%Y-%m-%d %H:%M")
@@ -327,7 +320,7 @@ def _page_not_found(request: Request, language: str) -> HTMLResponse:
 @router.get("/ledger/accounts", response_class=HTMLResponse, include_in_schema=False, **access(PUBLIC))
 def accounts_page(request: Request, context: Context) -> HTMLResponse:
     """公开账户: every public account and its balance; `?lang=en` switches to English."""
-    language = _language(request)
+    language = page_language(request)
     _ = gettext_for(language)
     with context.transaction() as session:
         rows = [
@@ -345,7 +338,7 @@ def checkpoints_page(
     below: Annotated[int | None, Query(ge=1, le=2**62)] = None,
 ) -> HTMLResponse:
     """检查点历史: every signed checkpoint, newest first, with the key to check them."""
-    language = _language(request)
+    language = page_language(request)
     with context.transaction() as session:
         found = service.checkpoints(session, below=below, limit=PAGE_SIZE)
         rows = [
@@ -363,7 +356,7 @@ def account_page(
     request: Request, code: str, context: Context, before: Annotated[int | None, Query(ge=1, le=2**31 - 1)] = None
 ) -> HTMLResponse:
     """One public account: its balance, a chart of its days, its entries (newest first) and the CSV export."""
-    language = _language(request)
+    language = page_language(request)
     _ = gettext_for(language)
     with context.transaction() as session:
         try:

@@ -10,12 +10,10 @@ gettext msgids (web/i18n.py), Chinese unless the reader chose English.
 
 from __future__ import annotations
 
-from importlib import resources
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import HTMLResponse
-from fastapi.templating import Jinja2Templates
 from pydantic import AfterValidator, Field, TypeAdapter, ValidationError
 
 from gongji.api.auth import PUBLIC, access
@@ -33,14 +31,12 @@ from gongji.web.i18n import (
     LANGUAGES,
     N_,
     Gettext,
-    choose_language,
     gettext_for,
-    install_gettext,
+    page_language,
 )
+from gongji.web.rendering import templates
 
 router = APIRouter(tags=["pages"])
-templates = Jinja2Templates(directory=str(resources.files("gongji.web").joinpath("templates")))
-install_gettext(templates.env)
 
 FIELD_LABELS = {
     "scheme": N_("Insurance scheme"),
@@ -128,10 +124,6 @@ def _form_route() -> dict[str, Any]:
     return route
 
 
-def _language(request: Request, requested: str | None = None) -> str:
-    return choose_language(requested, request.cookies.get(LANG_COOKIE))
-
-
 def _page_context(
     request: Request, book: ParameterBook, language: str, values: dict[str, Any], settled_region: str | None = None
 ) -> dict[str, Any]:
@@ -209,7 +201,7 @@ def calculator_page(
     lang: Annotated[str | None, Query()] = None,
 ) -> HTMLResponse:
     """The calculator form; `?lang=en` or `?lang=zh` switches the language and remembers it."""
-    language = _language(request, lang)
+    language = page_language(request)
     values = dict(EXAMPLE)
     if values["region"] not in {pset.region for pset in context.book.sets}:
         values["region"] = NATIONAL_REGION
@@ -229,7 +221,7 @@ async def calculate_form(request: Request, context: Annotated[AppContext, Depend
     answer is a fragment, else the whole page; its language is the page's (the `gongji_lang` cookie,
     Chinese by default).
     """
-    language = _language(request)
+    language = page_language(request)
     gettext = gettext_for(language)
     form = await request.form()
     submitted = {name: str(form[name]) for name in FORM_FIELDS if name in form}

@@ -69,6 +69,11 @@ def choose_language(requested: str | None, remembered: str | None) -> str:
     return DEFAULT_LANGUAGE
 
 
+def page_language(request) -> str:
+    """A page request's language: `?lang=`, else the remembering cookie, else Chinese."""
+    return choose_language(request.query_params.get("lang"), request.cookies.get(LANG_COOKIE))
+
+
 def accepted_language(header: str | None) -> str:
     """The API language from `Accept-Language`: English when the header ranks it above Chinese, else Chinese.
 
