@@ -11,7 +11,10 @@ sequencer process runs `sequence` in a loop so the log keeps up. Afterwards it
 sequences the rest, optionally seeds K more entries set-based (COPY; their
 leaf hashes computed with the product's `entry_content`) to give verification
 a bigger log, posts one bulk entry of B lines if `post_bulk_entry` exists,
-then times `verify_log` over the whole log. The last line is the figure:
+then times `verify_log` over the whole log. Last come two baselines with the
+same number of raw psycopg clients (a plain single-row INSERT, and the
+ledger's own entry statement in autocommit), so the figure can be read against
+what this machine does without our Python. The last line is the figure:
 
     ledger writers=W entries=N per_s=R p99_ms=P bulk_lines=B bulk_s=S verify_s=V
 """
@@ -22,13 +25,15 @@ import argparse
 import datetime as dt
 import multiprocessing as mp
 import os
+import re
 import secrets
 import sys
 import time
 from contextlib import contextmanager
 
+import psycopg
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
-from sqlalchemy import create_engine, func, select, text
+from sqlalchemy import create_engine, func, make_url, select, text
 
 from gongji.core.db import make_engine, migrate, normalise_url, session_factory, transaction
 from gongji.ledger import merkle
@@ -49,6 +54,8 @@ def main() -> int:
     parser.add_argument("--entries", type=int, default=None, help="post this many entries in all instead")
     parser.add_argument("--verify-leaves", type=int, default=0, help="seed this many more entries before verifying")
     parser.add_argument("--bulk-lines", type=int, default=10_000_000)
+    parser.add_argument("--baseline-seconds", type=float, default=4.0,
+                        help="how long each raw-driver baseline runs (0: skip them)")
     parser.add_argument("--keep", action="store_true", help="keep the database (its URL is printed)")
     args = parser.parse_args()
 
@@ -91,6 +98,8 @@ def main() -> int:
         if not report.ok or report.leaves_checked != leaves:
             print(f"FAILED: verification: {report}", file=sys.stderr)
             return 1
+        if args.baseline_seconds:  # last: its raw entries are not meant to verify
+            baselines(url, args.writers, args.baseline_seconds, per_s)
         engine.dispose()
         if args.keep:
             print(f"kept {url}")
@@ -203,6 +212,63 @@ def writer(url: str, number: int, seconds: float, quota: int | None, start, resu
     except BaseException as error:  # reported to the parent, which fails the run
         results.put(("error", repr(error)))
         raise
+
+
+def baselines(url: str, writers: int, seconds: float, ledger_rate: float) -> None:
+    """What this machine does without our Python: the same writer count sending raw statements, one round trip each.
+
+    First a plain single-row INSERT (the database's ceiling), then the ledger's own entry statement in
+    autocommit (its SQL without the session, the transaction's BEGIN/COMMIT round trips or the pool's ping).
+    """
+    with create_engine(normalise_url(url)).begin() as connection:
+        connection.execute(text("CREATE TABLE IF NOT EXISTS bench_plain (id bigserial PRIMARY KEY, amount bigint)"))
+    statement = re.sub(r"(?<!:):(\w+)", r"%(\1)s", str(ledger._POST_ENTRY_POSTGRES))
+    for label, kind in (("plain single-row INSERT", "plain"), ("the ledger's entry statement, raw", "entry")):
+        rate, p99 = raw_burst(url, writers, seconds, kind, statement)
+        print(f"baseline: {label}, {writers} raw psycopg clients, autocommit: {rate:,.0f}/s, p99 {p99:.1f} ms"
+              f" (the ledger's path reaches {ledger_rate / rate:.2f} of it)")
+
+
+def raw_burst(url: str, writers: int, seconds: float, kind: str, statement: str) -> tuple[float, float]:
+    context = mp.get_context("spawn")
+    start = context.Barrier(writers + 1)
+    results = context.Queue()
+    processes = [context.Process(target=raw_writer, args=(url, k, seconds, kind, statement, start, results))
+                 for k in range(writers)]
+    for process in processes:
+        process.start()
+    start.wait()
+    began = time.perf_counter()
+    latencies = sorted(sum((results.get() for _ in processes), []))
+    elapsed = time.perf_counter() - began
+    for process in processes:
+        process.join()
+    return len(latencies) / elapsed, latencies[int(len(latencies) * 0.99)] * 1000
+
+
+def raw_writer(url: str, number: int, seconds: float, kind: str, statement: str, start, results) -> None:
+    driver_url = make_url(normalise_url(url)).set(drivername="postgresql").render_as_string(hide_password=False)
+    with psycopg.connect(driver_url, autocommit=True, prepare_threshold=0) as connection:
+        latencies: list[float] = []
+        start.wait()
+        deadline = time.perf_counter() + seconds
+        k = 0
+        while time.perf_counter() < deadline:
+            began = time.perf_counter()
+            fen = 100 + (k * 37 + number) % 100_000
+            if kind == "plain":
+                connection.execute("INSERT INTO bench_plain (amount) VALUES (%s)", (fen,))
+            else:
+                campaign, uid = f"campaign:{(number * 7 + k) % CAMPAIGNS}", secrets.token_hex(16)
+                connection.execute(statement, {
+                    "uid": uid, "posted_at": dt.datetime.now(dt.UTC), "posted_by": "bench", "kind": "donation",
+                    "memo": "捐款 baseline", "reference": campaign, "line_count": 2, "lines_root": None,
+                    "leaf_hash": merkle.leaf_hash(uid.encode()).hex(), "codes": ["bank", campaign],
+                    "amounts": [fen, -fen],
+                }).fetchone()
+            latencies.append(time.perf_counter() - began)
+            k += 1
+    results.put(latencies)
 
 
 def backend_cpu(pid: int) -> float:
