@@ -7,7 +7,7 @@ import datetime as dt
 import pytest
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
-from helpers import valid_id_number
+from helpers import demo_operator, valid_id_number
 from sqlalchemy import func, select
 
 from gongji.api.auth_service import create_user
@@ -44,7 +44,8 @@ def tokens(app: FastAPI, client: TestClient) -> dict[str, str]:
     """A bearer token for one user of each role."""
     with app.state.gongji.transaction() as session:
         for role in ROLES:
-            create_user(session, role, PASSWORD, role, f"Test {role}", regions=("000000",))
+            create_user(session, role, PASSWORD, role, f"Test {role}", regions=("000000",),
+                        operator_code=demo_operator(role))
     return {role: login(client, role).json()["access_token"] for role in ROLES}
 
 
@@ -88,7 +89,10 @@ def new_episode(client: TestClient, token: str, person_id: int, **changes) -> di
 def test_login_then_me(client, tokens):
     me = client.get("/api/auth/me", headers=bearer(tokens["analyst"]))
     assert me.status_code == 200
-    assert me.json() == {"username": "analyst", "role": "analyst", "display_name": "Test analyst", "regions": ["000000"]}
+    assert me.json() == {
+        "username": "analyst", "role": "analyst", "display_name": "Test analyst", "regions": ["000000"],
+        "operator_code": None,
+    }
 
 
 def test_wrong_password_is_401_problem(client, tokens):

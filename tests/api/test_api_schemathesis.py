@@ -17,7 +17,7 @@ from collections import Counter
 
 import pytest
 import schemathesis
-from helpers import valid_id_number
+from helpers import demo_operator, valid_id_number
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from hypothesis.errors import Unsatisfiable
@@ -76,7 +76,8 @@ def api(db, tmp_path_factory):
     with context.transaction() as session:
         for role in ALL_ROLES:
             # Staff work in every region (全国); self-service accounts carry no regions.
-            create_user(session, role, PASSWORD, role, f"Test {role}", regions=(NATIONWIDE,) if role in STAFF else ())
+            create_user(session, role, PASSWORD, role, f"Test {role}", regions=(NATIONWIDE,) if role in STAFF else (),
+                        operator_code=demo_operator(role))
         person = service.create_person(
             session, context.vault, valid_id_number("330106", dt.date(1968, 4, 12), 35), "张小明", "resident",
             "subsistence", True, "330100",

@@ -149,7 +149,9 @@ def test_users_carry_regions_and_family_none(sessions):
     with sessions() as session:
         assert [session.get(User, user_id).regions for user_id in ids] == [("330100", "510100"), ("000000",), ()]
         created = select(AuditLog).where(AuditLog.action == "user.create", AuditLog.entity_id == str(ids[0]))
-        assert session.scalars(created).one().detail == {"username": "wang", "role": "caseworker", "regions": ["330100", "510100"]}
+        assert session.scalars(created).one().detail == {
+            "username": "wang", "role": "caseworker", "regions": ["330100", "510100"], "operator_code": None
+        }
 
 
 def fail(sessions, username: str, times: int, now: dt.datetime) -> None:

@@ -211,7 +211,9 @@ def test_admin_creates_staff_with_regions_and_family_accounts(app, client):
     assert client.post("/api/admin/users", json=family, headers=bearer(admin)).status_code == 201
     family_token = token(client, "wang.family", family["password"])
     me = client.get("/api/auth/me", headers=bearer(family_token))
-    assert me.json() == {"username": "wang.family", "role": "family", "display_name": "王家属", "regions": []}
+    assert me.json() == {
+        "username": "wang.family", "role": "family", "display_name": "王家属", "regions": [], "operator_code": None
+    }
     assert_problem(client.post("/api/persons/search", json={}, headers=bearer(family_token)), 403, "role")
 
 

@@ -31,6 +31,7 @@ from gongji.ledger import pages as ledger_pages
 from gongji.ledger import service as ledger_service
 from gongji.ledger import transparency as ledger_transparency
 from gongji.ledger.signing import load_signer
+from gongji.mutual_aid.plans import sync_plans
 from gongji.rules import api as rules_api
 from gongji.rules import pages as rules_pages
 from gongji.rules.params import load_parameter_book
@@ -55,7 +56,7 @@ DOCS_POLICY = "default-src 'self' 'unsafe-inline' data: blob:"
 def create_app(settings: Settings | None = None) -> FastAPI:
     """Migrate the database, load keys and parameters once, and wire the routers.
 
-    Parameter files are validated here, so a bad file stops the start instead of a request.
+    Parameter files and mutual-aid plans are validated here, so a bad file stops the start instead of a request.
     """
     settings = settings or get_settings()
     migrate(settings.database_url)
@@ -68,6 +69,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         book=load_parameter_book(settings.params_dir),
         signer=load_signer(settings),
     )
+    with context.transaction() as session:
+        sync_plans(session)
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:

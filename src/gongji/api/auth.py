@@ -94,6 +94,8 @@ class Principal:
     display_name: str
     #: Regions a staff member works in ("000000" = 全国); empty for self-service accounts.
     regions: tuple[str, ...] = ()
+    #: The mutual-aid operator of operator staff; None for everyone else.
+    operator_code: str | None = None
 
 
 def allow(*roles: str):
@@ -123,7 +125,9 @@ def allow(*roles: str):
             user = user_for_token(session, token)
             if user is None:
                 raise Unauthorized("the token is unknown or expired", "Authorization")
-            principal = Principal(user.id, user.username, user.role, user.display_name, user.regions)
+            principal = Principal(
+                user.id, user.username, user.role, user.display_name, user.regions, user.operator_code
+            )
         if credentials is None and request.method not in SAFE_METHODS and not csrf_matches(request, csrf):
             raise Forbidden("the CSRF token is missing or does not match; reload the page", CSRF_FIELD)
         if principal.role not in roles:
@@ -196,6 +200,10 @@ class CreateUserRequest(Strict):
         description='6-digit GB/T 2260 codes the staff member works in; "000000" = whole country. None for family.',
         examples=[["330100", "510100"]],
     )
+    operator_code: str | None = Field(
+        default=None, max_length=64,
+        description="The mutual-aid operator of operator staff (operator_admin, assessor, reviewer); none otherwise.",
+    )
 
 
 class UserOut(BaseModel):
@@ -203,6 +211,7 @@ class UserOut(BaseModel):
     role: str
     display_name: str
     regions: list[str]
+    operator_code: str | None = None
 
 
 class TokenOut(BaseModel):
@@ -218,6 +227,7 @@ class AdminUserOut(BaseModel):
     role: str
     display_name: str
     regions: list[str]
+    operator_code: str | None
     active: bool
     failed_logins: int = Field(description="Wrong passwords since the last successful login or unlock.")
     locked_until: dt.datetime | None = Field(description="Logins are refused until then (if in the future).")
@@ -230,7 +240,10 @@ def _token_out(token: str, user: User) -> TokenOut:
     return TokenOut(
         access_token=token,
         expires_in=int(TOKEN_LIFETIME.total_seconds()),
-        user=UserOut(username=user.username, role=user.role, display_name=user.display_name, regions=user.regions),
+        user=UserOut(
+            username=user.username, role=user.role, display_name=user.display_name, regions=user.regions,
+            operator_code=user.operator_code,
+        ),
     )
 
 
@@ -241,6 +254,7 @@ def _admin_user_out(user: User) -> AdminUserOut:
         role=user.role,
         display_name=user.display_name,
         regions=user.regions,
+        operator_code=user.operator_code,
         active=user.active,
         failed_logins=user.failed_logins,
         locked_until=user.locked_until,
@@ -328,6 +342,7 @@ def add_user(body: CreateUserRequest, principal: CurrentPrincipal, context: Cont
             body.role,
             body.display_name,
             regions=body.regions,
+            operator_code=body.operator_code,
             actor=principal.username,
         )
         return _admin_user_out(user)

@@ -16,11 +16,12 @@ from argon2.exceptions import InvalidHashError, VerificationError
 from sqlalchemy import delete, select
 from sqlalchemy.orm import Session
 
-from gongji.api.models import ALL_ROLES, NATIONWIDE, SELF_SERVICE_ROLES, ApiToken, User, UserRegion
+from gongji.api.models import ALL_ROLES, NATIONWIDE, OPERATOR_ROLES, SELF_SERVICE_ROLES, ApiToken, User, UserRegion
 from gongji.core.audit import record_audit
 from gongji.core.errors import Conflict, InvalidInput, NotFound, TooManyRequests
 from gongji.core.identity import province_codes
 from gongji.core.persistence import lock_row, utcnow
+from gongji.mutual_aid.models import Operator
 
 TOKEN_LIFETIME = dt.timedelta(hours=12)
 #: 12 characters: long enough that guessing within the login throttle is hopeless even for lowercase
@@ -118,9 +119,14 @@ def create_user(
     display_name: str,
     *,
     regions: Iterable[str] = (),
+    operator_code: str | None = None,
     actor: str = "system",
 ) -> User:
-    """Create an active staff or family user; the password is kept only as an argon2id hash."""
+    """Create an active staff or self-service user; the password is kept only as an argon2id hash.
+
+    Operator staff (operator_admin, assessor, reviewer) must name the mutual-aid operator they work for;
+    nobody else may.
+    """
     username = normalise_username(username)
     if not USERNAME_RE.match(username):
         raise InvalidInput("username must be 3–64 of a-z, 0-9, '.', '_', '-'", "username")
@@ -128,6 +134,12 @@ def create_user(
     if role not in ALL_ROLES:
         raise InvalidInput("role must be one of {choices}", "role", values={"choices": ", ".join(ALL_ROLES)})
     codes = check_regions(role, regions)
+    if (role in OPERATOR_ROLES) != (operator_code is not None):
+        raise InvalidInput("operator staff need an operator_code, and only they may have one", "operator_code")
+    if operator_code is not None and session.scalar(
+        select(Operator.code).where(Operator.code == operator_code)
+    ) is None:
+        raise InvalidInput("unknown operator {code}", "operator_code", values={"code": repr(operator_code)})
     if not isinstance(display_name, str) or not display_name.strip() or len(display_name) > 100:
         raise InvalidInput("display name must be 1–100 characters", "display_name")
     if session.scalar(select(User.id).where(User.username == username)) is not None:
@@ -143,11 +155,12 @@ def create_user(
         password_changed_at=now,
         failed_logins=0,
         region_rows=[UserRegion(region=code) for code in codes],
+        operator_code=operator_code,
     )
     session.add(user)
     session.flush()
     record_audit(
-        session, actor, "user.create", "user", user.id, {"username": username, "role": role, "regions": list(codes)}
+        session, actor, "user.create", "user", user.id, {"username": username, "role": role, "regions": list(codes), "operator_code": operator_code}
     )
     return user
 

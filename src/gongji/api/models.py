@@ -11,10 +11,14 @@ from sqlalchemy.orm import Mapped, mapped_column, relationship
 from gongji.core.db import Base
 from gongji.core.persistence import UTCDateTime, utcnow
 
-#: Staff roles: admin configures and manages users; caseworker (审核员) verifies and decides; analyst reads and exports.
-ROLES = ("admin", "caseworker", "analyst")
-#: Self-service roles, acting for themselves only: family (患者家属) of a patient. They carry no regions.
-SELF_SERVICE_ROLES = ("family",)
+#: Staff roles: admin configures and manages users; caseworker (审核员) verifies and decides; analyst reads and
+#: exports. Operator staff — operator_admin (运营方管理员), assessor (公估/调查员), reviewer (审核员) — work for one
+#: mutual-aid operator (`User.operator_code`) and see only its plans.
+ROLES = ("admin", "caseworker", "analyst", "operator_admin", "assessor", "reviewer")
+OPERATOR_ROLES = ("operator_admin", "assessor", "reviewer")
+#: Self-service roles, acting for themselves only: family (患者家属) of a patient, member (互助会员, who may also
+#: qualify as a juror). They carry no regions.
+SELF_SERVICE_ROLES = ("family", "member")
 ALL_ROLES = ROLES + SELF_SERVICE_ROLES
 #: The region code (GB/T 2260 style) that stands for the whole country (全国).
 NATIONWIDE = "000000"
@@ -53,6 +57,8 @@ class User(Base):
     #: Logins are refused until then (临时锁定); None or past means not locked.
     locked_until: Mapped[dt.datetime | None] = mapped_column(UTCDateTime, nullable=True)
     password_changed_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
+    #: The mutual-aid operator an operator-staff user works for; null for everyone else.
+    operator_code: Mapped[str | None] = mapped_column(String(64), nullable=True)
 
     region_rows: Mapped[list[UserRegion]] = relationship(
         order_by=UserRegion.region, lazy="selectin", cascade="all, delete-orphan"

@@ -10,7 +10,7 @@ from __future__ import annotations
 from typing import Protocol
 
 #: Self-service roles act only for the persons linked to their own account.
-SELF_SERVICE_ROLES = ("family",)
+SELF_SERVICE_ROLES = ("family", "member")
 NATIONWIDE = "000000"
 
 
@@ -19,6 +19,8 @@ class Subject(Protocol):
     username: str
     role: str
     regions: tuple[str, ...]
+    #: The mutual-aid operator of operator staff (operator_admin, assessor, reviewer); None otherwise.
+    operator_code: str | None
 
 
 def is_self_service(subject: Subject) -> bool:

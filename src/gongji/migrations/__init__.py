@@ -14,6 +14,7 @@ MODEL_MODULES = (
     "gongji.ledger.models",
     "gongji.episodes.models",
     "gongji.api.models",
+    "gongji.mutual_aid.models",
 )
 
 
