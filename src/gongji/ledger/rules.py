@@ -15,14 +15,15 @@ from collections.abc import Sequence
 from gongji.core.errors import InvalidInput
 
 #: What a movement of money is: donation (捐款), refund (退款), disbursement to a
-#: hospital or payee (拨付), mutual-aid apportionment charge (分摊), mutual-aid
-#: payout (互助金给付), charity grant (救助金), platform fee (服务费), a member's or
+#: hospital or payee (拨付), mutual-aid apportionment charge (分摊), its collection
+#: from the member (分摊扣款), mutual-aid payout (互助金给付), charity grant (救助金), platform fee (服务费), a member's or
 #: collective's contribution (筹资), and correcting adjustment (调整).
 ENTRY_KINDS = (
     "donation",
     "refund",
     "disbursement",
     "apportionment",
+    "collection",
     "payout",
     "grant",
     "fee",
