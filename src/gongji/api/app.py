@@ -31,6 +31,8 @@ from gongji.ledger import pages as ledger_pages
 from gongji.ledger import service as ledger_service
 from gongji.ledger import transparency as ledger_transparency
 from gongji.ledger.signing import load_signer
+from gongji.mutual_aid import api as mutual_aid_api
+from gongji.mutual_aid import pages as mutual_aid_pages
 from gongji.mutual_aid.plans import sync_plans
 from gongji.rules import api as rules_api
 from gongji.rules import pages as rules_pages
@@ -99,6 +101,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     for router in (
         auth.router, auth.admin_router, episodes_api.router, rules_api.router, rules_pages.router,
         episodes_pages.router, ledger_api.router, ledger_pages.router, ledger_transparency.router,
+        mutual_aid_api.router, mutual_aid_pages.router,
     ):
         app.include_router(router)
     episodes_pages.install_page_errors(app)

@@ -103,6 +103,8 @@ Context = Annotated[AppContext, Depends(get_context)]
 
 HOME = "/workbench"
 LOGIN = "/workbench/login"
+#: Signed-in page areas: the workbench, and the mutual-aid pages (gongji.mutual_aid.pages), which share the sign-in.
+PAGE_AREAS = (HOME, "/mutual-aid")
 PERSON_FIELDS = ("id_number", "name", "scheme", "assistance_category", "inclusive_enrolled", "region")
 #: Typed by the caseworker and never sent back to the browser, not even in a form with errors.
 PERSONAL_FIELDS = ("id_number", "name")
@@ -244,21 +246,24 @@ def _regions(book: ParameterBook, principal: Principal) -> list[tuple[str, str]]
 
 
 def _is_page_request(request: Request) -> bool:
-    """A browser (or htmx) asking for a workbench page, rather than an API client."""
-    if not request.url.path.startswith(HOME):
+    """A browser (or htmx) asking for a page of a signed-in area, rather than an API client."""
+    if not _in_page_area(request.url.path):
         return False
     return _is_htmx(request) or "text/html" in request.headers.get("accept", "")
 
 
+def _in_page_area(path: str) -> bool:
+    return any(path == area or path.startswith(area + "/") for area in PAGE_AREAS)
+
+
 def _safe_next(value: object) -> str | None:
-    """Only a workbench path of our own origin may be returned to after signing in."""
+    """Only a page path of our own origin may be returned to after signing in."""
     if not isinstance(value, str):
         return None
     parts = urlsplit(value)
     if parts.scheme or parts.netloc or value.startswith(("//", "/\\")):
         return None
-    inside = parts.path == HOME or parts.path.startswith(HOME + "/")
-    return value if inside and not parts.path.startswith(LOGIN) else None
+    return value if _in_page_area(parts.path) and not parts.path.startswith(LOGIN) else None
 
 
 def install_page_errors(app: FastAPI) -> None:

@@ -65,7 +65,7 @@ class Operator(Base):
 
 
 class PlanVersion(Base):
-    """One version of a plan: its validated spec (plans.PlanSpec as JSON), in force from `effective_from`."""
+    """One version of a plan as its file wrote it (validated by plans.PlanSpec on load), in force from `effective_from`."""
 
     __tablename__ = "ma_plan_versions"
     __table_args__ = (UniqueConstraint("plan_code", "version", name="uq_ma_plan_versions_code_version"),)
@@ -76,7 +76,7 @@ class PlanVersion(Base):
     operator_code: Mapped[str] = mapped_column(ForeignKey("ma_operators.code"))
     effective_from: Mapped[dt.date] = mapped_column(Date)
     spec: Mapped[Any] = mapped_column(JSON)
-    #: SHA-256 of the spec's canonical JSON: loading the same file twice adds nothing, a changed one must bump version.
+    #: SHA-256 of the source's canonical JSON: loading the same file twice adds nothing; a change needs a new version.
     digest: Mapped[str] = mapped_column(String(64))
     loaded_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
 

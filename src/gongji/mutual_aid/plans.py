@@ -297,15 +297,20 @@ def load_operators(directory: Path | None = None) -> list[OperatorSpec]:
         raise _invalid(path, error) from None
 
 
-def load_plans(directory: Path | None = None) -> list[PlanSpec]:
-    """Every plan version under `plans/`, validated; operators must exist and (code, version) be unique."""
+def load_plan_sources(directory: Path | None = None) -> list[tuple[PlanSpec, dict[str, Any]]]:
+    """Every plan version under `plans/`, validated, with its source mapping as written (yuan, percentages).
+
+    Operators must exist and (code, version) be unique. The source form is what is stored: validating it
+    again gives the same spec, whereas the validated form holds fen and basis points.
+    """
     base = directory or _data_dir()
     operators = {operator.code for operator in load_operators(base)}
-    specs: list[PlanSpec] = []
+    found: list[tuple[PlanSpec, dict[str, Any]]] = []
     seen: set[tuple[str, int]] = set()
     for path in sorted((base / "plans").glob("*.yaml")):
+        raw = _load_yaml(path)
         try:
-            spec = PlanSpec.model_validate(_load_yaml(path))
+            spec = PlanSpec.model_validate(raw)
         except ValidationError as error:
             raise _invalid(path, error) from None
         if spec.operator not in operators:
@@ -316,14 +321,16 @@ def load_plans(directory: Path | None = None) -> list[PlanSpec]:
             raise PlanError("{file}: version: {code} v{version} is defined twice", "version",
                             values={"file": path.name, "code": spec.code, "version": spec.version})
         seen.add((spec.code, spec.version))
-        specs.append(spec)
-    return specs
+        found.append((spec, json.loads(json.dumps(raw, default=str))))
+    return found
 
 
-def spec_digest(spec: PlanSpec) -> str:
-    return hashlib.sha256(
-        json.dumps(spec.model_dump(mode="json"), sort_keys=True, ensure_ascii=False).encode()
-    ).hexdigest()
+def load_plans(directory: Path | None = None) -> list[PlanSpec]:
+    return [spec for spec, _ in load_plan_sources(directory)]
+
+
+def source_digest(source: dict[str, Any]) -> str:
+    return hashlib.sha256(json.dumps(source, sort_keys=True, ensure_ascii=False).encode()).hexdigest()
 
 
 def sync_plans(session: Session, directory: Path | None = None) -> int:
@@ -344,15 +351,14 @@ def sync_plans(session: Session, directory: Path | None = None) -> int:
             )
     session.flush()
     added = 0
-    for spec in load_plans(base):
-        digest = spec_digest(spec)
+    for spec, source in load_plan_sources(base):
+        digest = source_digest(source)
         stored = session.scalar(
             select(PlanVersion).where(PlanVersion.plan_code == spec.code, PlanVersion.version == spec.version)
         )
         if stored is None:
             session.add(PlanVersion(plan_code=spec.code, version=spec.version, operator_code=spec.operator,
-                                    effective_from=spec.effective_from, spec=spec.model_dump(mode="json"),
-                                    digest=digest))
+                                    effective_from=spec.effective_from, spec=source, digest=digest))
             added += 1
         elif stored.digest != digest:
             raise PlanError(

@@ -1,0 +1,276 @@
+"""Membership (会员): real-name joining, the waiting period, suspension and removal, leaving, and who sees what.
+
+A member account (self-service role "member") joins a person — itself or family —
+by ID number and name; the person is found by keyed hash or registered, and
+linked to the account. Status moves waiting → protected → (suspended ↔
+protected) → removed / withdrawn; every transition is checked against
+`TRANSITIONS` and audited. Services flush; the caller commits.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Mapping
+
+from sqlalchemy import Select, false, select, update
+from sqlalchemy.orm import Session
+
+from gongji.core.access import Subject, is_self_service
+from gongji.core.audit import record_audit
+from gongji.core.errors import Conflict, Forbidden, InvalidInput, NotFound
+from gongji.core.identity import IdentityVault, birth_date, normalise_id_number
+from gongji.core.persistence import lock_row, utcnow
+from gongji.episodes.models import Person, PersonAccount
+from gongji.episodes.service import RELATIONSHIPS, create_person, find_person_by_id_number, link_person
+from gongji.ledger.service import open_account
+from gongji.mutual_aid import rules
+from gongji.mutual_aid.accounts import ensure_plan_accounts, member_account
+from gongji.mutual_aid.models import Membership, PlanVersion
+from gongji.mutual_aid.plans import PlanSpec, plan_at
+
+#: Allowed status changes; removed and withdrawn are final (a person who left joins again as a new membership).
+TRANSITIONS: dict[str, tuple[str, ...]] = {
+    "waiting": ("protected", "suspended", "removed", "withdrawn"),
+    "protected": ("suspended", "removed", "withdrawn"),
+    "suspended": ("waiting", "protected", "removed", "withdrawn"),
+    "removed": (),
+    "withdrawn": (),
+}
+OPERATOR_STAFF = ("operator_admin", "assessor", "reviewer")
+#: Roles that see every plan's memberships and claims (platform administration and statistics).
+PLATFORM_ROLES = ("admin", "analyst")
+_MAX_REASON = 500
+
+
+class JoinRefused(InvalidInput):
+    """A join refused by the plan's rules; `reasons` lists every numbered reason, the message the first."""
+
+    def __init__(self, reasons: list[rules.Reason]):
+        super().__init__(reasons[0].text, reasons[0].field)
+        self.reasons = reasons
+
+
+def readable_memberships(subject: Subject | None) -> Select[tuple[Membership]]:
+    """The memberships a caller may see — every read of memberships goes through here.
+
+    Member accounts see those of persons linked to them; operator staff those of
+    their operator's plans; admin and analyst all; `None` is the system itself;
+    anyone else sees nothing (answered as 404).
+    """
+    query = select(Membership)
+    if subject is None or subject.role in PLATFORM_ROLES:
+        return query
+    if is_self_service(subject):
+        linked = select(PersonAccount.person_id).where(PersonAccount.user_id == subject.user_id)
+        return query.where(Membership.person_id.in_(linked))
+    if subject.role in OPERATOR_STAFF and subject.operator_code:
+        plans = select(PlanVersion.plan_code).where(PlanVersion.operator_code == subject.operator_code)
+        return query.where(Membership.plan_code.in_(plans))
+    return query.where(false())
+
+
+def get_membership(session: Session, membership_id: int, subject: Subject | None = None) -> Membership:
+    membership = session.scalars(
+        readable_memberships(subject).where(Membership.id == membership_id)
+    ).one_or_none()
+    if membership is None:
+        raise NotFound("no membership {id}", "membership_id", values={"id": membership_id})
+    return membership
+
+
+def my_memberships(session: Session, subject: Subject) -> list[Membership]:
+    return list(session.scalars(readable_memberships(subject).order_by(Membership.id)))
+
+
+def _person_for(
+    session: Session, vault: IdentityVault, subject: Subject, number: str, name: str, relationship: str,
+    scheme: str, region: str,
+) -> Person:
+    """The person with this ID, registered if new, and linked to the member account (实名: ID and name must match)."""
+    person = find_person_by_id_number(session, vault, number)
+    if person is None:
+        person = create_person(session, vault, number, name, scheme, "none", False, region, actor=subject.username)
+        session.add(PersonAccount(user_id=subject.user_id, person_id=person.id, relationship=relationship))
+        session.flush()
+        record_audit(session, subject.username, "person_account.link", "person", person.id,
+                     {"user_id": subject.user_id, "relationship": relationship, "masked_id": person.masked_id})
+        return person
+    link_person(session, vault, subject, number, name, relationship)
+    return person
+
+
+def join_plan(
+    session: Session,
+    vault: IdentityVault,
+    subject: Subject,
+    plan_code: str,
+    *,
+    id_number: str,
+    name: str,
+    relationship: str,
+    tier: str = "standard",
+    shares: int = 1,
+    declaration: Mapping[str, bool],
+    scheme: str = "resident",
+    region: str = "330100",
+    now: dt.datetime | None = None,
+) -> Membership:
+    """A member account joins a person (itself or family) to a plan; refused with numbered reasons (J1–J7).
+
+    Protection starts after the plan's waiting period (等待期); at once where it has none.
+    The person row is locked, so two joins of one person cannot both pass the one-membership check.
+    """
+    if subject.role != "member":
+        raise Forbidden("only member accounts join plans", "role")
+    if relationship not in RELATIONSHIPS:
+        raise InvalidInput("relationship must be one of {choices}", "relationship",
+                           values={"choices": ", ".join(RELATIONSHIPS)})
+    if not isinstance(declaration, Mapping):
+        raise InvalidInput("the health declaration must map each question to yes or no", "declaration")
+    now = now or utcnow()
+    today = now.date()
+    version, spec = plan_at(session, plan_code, today)
+    number = normalise_id_number(id_number, "id_number", today=today)
+    person = _person_for(session, vault, subject, number, name, relationship, scheme, region)
+    lock_row(session, Person, person.id)
+    mine = list(session.scalars(
+        select(Membership).where(Membership.person_id == person.id, Membership.plan_code == plan_code)
+    ))
+    left = [membership.left_at.date() for membership in mine if membership.left_at is not None]
+    reasons = rules.join_refusals(
+        spec, birth=birth_date(number), on=today, tier=tier, shares=shares, declaration=declaration,
+        last_left=max(left, default=None),
+        already_member=any(membership.status in rules.ACTIVE_STATUSES for membership in mine),
+    )
+    if reasons:
+        if reasons[0].code == "J6":
+            raise Conflict(reasons[0].text, reasons[0].field)
+        raise JoinRefused(reasons)
+    protected_from = today + dt.timedelta(days=spec.waiting_days)
+    membership = Membership(
+        plan_code=plan_code, person_id=person.id, user_id=subject.user_id, tier=tier, shares=shares,
+        status="protected" if protected_from <= today else "waiting", joined_at=now, protected_from=protected_from,
+        status_changed_at=now, declaration={key: bool(value) for key, value in declaration.items()},
+        account_code="",
+    )
+    session.add(membership)
+    session.flush()
+    membership.account_code = member_account(membership.id)
+    ensure_plan_accounts(session, plan_code, spec.name.zh, actor=subject.username)
+    open_account(session, membership.account_code, f"{spec.name.zh} 会员{membership.id} 应收分摊", "asset",
+                 actor=subject.username)
+    session.flush()
+    record_audit(session, subject.username, "membership.join", "membership", membership.id, {
+        "plan_code": plan_code, "plan_version": version, "person_id": person.id, "masked_id": person.masked_id,
+        "tier": tier, "shares": shares, "status": membership.status, "protected_from": protected_from.isoformat(),
+        "free_to_join": spec.free_to_join,
+    })
+    return membership
+
+
+def _transition(
+    session: Session, membership_id: int, to: str, *, actor: str, reason: str, now: dt.datetime | None,
+    membership: Membership | None = None,
+) -> Membership:
+    if not isinstance(reason, str) or len(reason) > _MAX_REASON:
+        raise InvalidInput("reason must be text of at most {max} characters", "reason", values={"max": _MAX_REASON})
+    membership = lock_row(session, Membership, membership_id) if membership is None else membership
+    if membership is None:
+        raise NotFound("no membership {id}", "membership_id", values={"id": membership_id})
+    if to not in TRANSITIONS[membership.status]:
+        raise Conflict("a {status} membership cannot become {to}", "status",
+                       values={"status": membership.status, "to": to})
+    now = now or utcnow()
+    before = membership.status
+    membership.status = to
+    membership.status_changed_at = now
+    if to in ("removed", "withdrawn"):
+        membership.left_at = now
+    session.flush()
+    record_audit(session, actor, f"membership.{to}", "membership", membership.id,
+                 {"from": before, "to": to, "reason": reason, "plan_code": membership.plan_code})
+    return membership
+
+
+def suspend(session: Session, membership_id: int, *, reason: str, actor: str, now: dt.datetime | None = None
+            ) -> Membership:
+    """暂停: a charge failed; the member is not protected until reinstated (or removed after the retry window)."""
+    return _transition(session, membership_id, "suspended", actor=actor, reason=reason, now=now)
+
+
+def reinstate(session: Session, membership_id: int, *, actor: str, reason: str = "charge paid",
+              now: dt.datetime | None = None) -> Membership:
+    """Back in force after a suspension: protected, or still waiting if the waiting period has not run out."""
+    now = now or utcnow()
+    membership = lock_row(session, Membership, membership_id)
+    if membership is None:
+        raise NotFound("no membership {id}", "membership_id", values={"id": membership_id})
+    if membership.status != "suspended":
+        raise Conflict("only a suspended membership can be reinstated", "status")
+    to = "protected" if membership.protected_from <= now.date() else "waiting"
+    return _transition(session, membership_id, to, actor=actor, reason=reason, now=now, membership=membership)
+
+
+def remove(session: Session, membership_id: int, *, reason: str, actor: str, now: dt.datetime | None = None
+           ) -> Membership:
+    """移出: by the operator or the rules (a charge still failing after the retry window, age past the plan's)."""
+    return _transition(session, membership_id, "removed", actor=actor, reason=reason, now=now)
+
+
+def withdraw(session: Session, subject: Subject, membership_id: int, *, now: dt.datetime | None = None
+             ) -> Membership:
+    """主动退出 by the member account that can see the membership."""
+    if not is_self_service(subject):
+        raise Forbidden("only the member's own account withdraws a membership", "role")
+    get_membership(session, membership_id, subject)
+    return _transition(session, membership_id, "withdrawn", actor=subject.username, reason="withdrawn by member",
+                       now=now)
+
+
+def advance_memberships(
+    session: Session, plan_code: str, now: dt.datetime | None = None, *, vault: IdentityVault | None = None,
+    actor: str = "system",
+) -> int:
+    """Daily step: waiting members whose protection has started become protected (one UPDATE), and members
+    past the plan's last age leave (removed, reason age). Returns how many memberships changed.
+
+    Only a year of birth is stored in the clear; with the vault the exact birthday of the few born
+    near the limit is read from the ID, without it only those certainly too old leave.
+    """
+    now = now or utcnow()
+    today = now.date()
+    _, spec = plan_at(session, plan_code, today)
+    protected = session.execute(
+        update(Membership)
+        .where(Membership.plan_code == plan_code, Membership.status == "waiting", Membership.protected_from <= today)
+        .values(status="protected", status_changed_at=now)
+        .execution_options(synchronize_session=False)
+    ).rowcount
+    if protected:
+        record_audit(session, actor, "membership.advance", "plan", plan_code,
+                     {"protected": protected, "on": today.isoformat()})
+    leaving = _past_last_age(session, spec, today, vault)
+    for membership_id in leaving:
+        _transition(session, membership_id, "removed", actor=actor, reason="age", now=now)
+    session.expire_all()
+    return protected + len(leaving)
+
+
+def _past_last_age(session: Session, spec: PlanSpec, today: dt.date, vault: IdentityVault | None) -> list[int]:
+    """Memberships in force whose person is older than the plan's last age today."""
+    rows = session.execute(
+        select(Membership.id, Person.id_number_enc, Person.birth_year)
+        .join(Person, Person.id == Membership.person_id)
+        .where(Membership.plan_code == spec.code, Membership.status.in_(rules.ACTIVE_STATUSES),
+               Person.birth_year < today.year - spec.last_age)
+        .order_by(Membership.id)
+    )
+    leaving = []
+    for membership_id, encrypted, birth_year in rows:
+        if vault is not None:
+            age = rules.age_on(birth_date(vault.decrypt(encrypted, "persons.id_number_enc")), today)
+        else:
+            age = today.year - birth_year - 1
+        if age > spec.last_age:
+            leaving.append(membership_id)
+    return leaving
