@@ -240,6 +240,60 @@ def _ledger_session():
     return settings, session_factory(make_engine(settings.database_url))
 
 
+@app.command()
+def apportion(
+    plan: Annotated[str, typer.Argument(metavar="PLAN", help="The plan's code, e.g. online-comprehensive.")],
+    period: Annotated[int, typer.Argument(metavar="PERIOD", help="The period's number (opened beforehand).")],
+) -> None:
+    """分摊: charge a mutual-aid period to the members protected at its cut-off, as one bulk ledger entry."""
+    from rich.console import Console
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+    from rich.table import Table
+    from sqlalchemy import select
+
+    from gongji.core.db import transaction
+    from gongji.core.errors import GongjiError
+    from gongji.core.money import format_yuan
+    from gongji.mutual_aid import apportionment
+    from gongji.mutual_aid.models import Period
+
+    _, sessions = _ledger_session()
+    errors = Console(stderr=True)
+    bar = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                   console=errors, transient=True)
+    tasks: dict[str, object] = {}
+
+    def report(phase: str, done: int, total: int) -> None:
+        if phase not in tasks:
+            tasks[phase] = bar.add_task({"charges": "分摊额 charges", "ledger": "账本 ledger lines"}.get(phase, phase),
+                                        total=max(total, 1))
+        bar.update(tasks[phase], completed=done, total=max(total, 1))
+
+    try:
+        with bar, transaction(sessions) as session:
+            found = session.scalar(select(Period.id).where(Period.plan_code == plan, Period.number == period))
+            if found is None:
+                raise GongjiError("plan {plan} has no period {number}", "period", values={"plan": plan,
+                                                                                         "number": period})
+            done = apportionment.apportion(session, found, actor="cli", progress=report)
+    except GongjiError as error:
+        errors.print(f"[red]error[/red] {redact_personal_digits(str(error))}")
+        raise typer.Exit(2) from None
+    table = Table(title=f"分摊公示 {plan} 第{done.number}期 period statement")
+    table.add_column("")
+    table.add_column("", justify="right")
+    for label, value in (
+        ("cases 案件", f"{done.cases:,}"), ("payouts 互助金", format_yuan(done.payouts)),
+        ("fee 管理费", format_yuan(done.fee)), ("carried in 上期结余", format_yuan(done.surplus_in)),
+        ("to collect 应分摊", format_yuan(done.amount_to_collect)), ("members 参与分摊人数", f"{done.members:,}"),
+        ("share 人均分摊", format_yuan(done.share)), ("charged 实际分摊", format_yuan(done.charged)),
+        ("surplus 结余", format_yuan(done.surplus_out)), ("uncovered 未覆盖", format_yuan(done.uncovered)),
+        ("ledger entry 账本分录", str(done.entry_seq)),
+    ):
+        table.add_row(label, value)
+    Console().print(table)
+
+
 @ledger_app.command("sequence")
 def ledger_sequence() -> None:
     """Number every pending entry and coverage record into the log, then sign a checkpoint."""

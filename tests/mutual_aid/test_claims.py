@@ -136,7 +136,8 @@ def approved(ma, vault, join, episode, file, make_user):
         episode_id = episode(person_of(ma, membership_id), dt.date(2025, 2, 1), "A41.9")
         claim_id = file(membership_id, episode_id).id
         with transaction(ma) as session:
-            assert cl.first_review(session, reviewer, claim_id, approve=True, note="", now=now).status == "investigating"
+            claim = cl.first_review(session, reviewer, claim_id, approve=True, note="", now=now)
+            assert claim.status == "investigating"
         with transaction(ma) as session:
             cl.record_investigation(session, assessor, claim_id, summary="ICU 12 days, sepsis confirmed",
                                     findings="records match", now=now)
@@ -155,7 +156,8 @@ def test_review_path_notice_and_payout(ma, approved):
         notices = cl.public_notices(session, "online-icu", NOW.date())
         assert [n.claim_id for n in notices] == [claim_id]
         notice = notices[0]
-        assert (notice.masked_name, notice.age_band, notice.summary) == ("张*明", "30–39", "ICU 12 days, sepsis confirmed")
+        assert (notice.masked_name, notice.age_band) == ("张*明", "30–39")
+        assert notice.summary == "ICU 12 days, sepsis confirmed"
         assert not {"id_number", "name", "person_id"} & {f.name for f in dataclasses.fields(notice)}
         amount = session.get(Claim, claim_id).amount_approved
     with pytest.raises(Conflict), transaction(ma) as session:
@@ -200,7 +202,7 @@ def test_operator_scoping_and_roles(ma, join, episode, file, make_user, vault):
     membership_id = join("online-icu", declaration={})
     claim_id = file(membership_id, episode(person_of(ma, membership_id), dt.date(2025, 2, 1), "A41.9")).id
     union_reviewer, assessor = make_user("reviewer", "union-hz"), make_user("assessor")
-    with pytest.raises(Forbidden), transaction(ma) as session:
+    with pytest.raises(NotFound), transaction(ma) as session:  # another operator's claim is not there for them
         cl.first_review(session, union_reviewer, claim_id, approve=True, note="")
     with pytest.raises(Forbidden), transaction(ma) as session:
         cl.first_review(session, assessor, claim_id, approve=True, note="")

@@ -150,11 +150,11 @@ def test_a_claim_goes_from_the_bill_to_the_operator_and_is_disputed(app, client)
     assert f'data-claim="{claim_id}" data-status="{status}"' in home.text
     assert f'data-fen="{assessed}"' in home.text
 
-    # Another operator's reviewer sees nothing of it and cannot act on it.
+    # Another operator's reviewer sees nothing of it: to them it does not exist.
     sign_in(client, "union-reviewer")
     assert f'id="claim-{claim_id}"' not in client.get("/mutual-aid/operator", headers=HTML).text
     assert post(client, f"/mutual-aid/operator/claims/{claim_id}/first-review",
-                {"decision": "reject", "note": "x"}).status_code == 403
+                {"decision": "reject", "note": "x"}).status_code == 404
 
     sign_in(client, "reviewer")
     desk = client.get("/mutual-aid/operator", headers=HTML)

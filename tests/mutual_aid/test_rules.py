@@ -188,3 +188,10 @@ def test_jury_examples():
     assert rules.jury_outcome(11, 6, 10) == "approved"
     with pytest.raises(ValueError):
         rules.jury_outcome(3, 4, 1)
+
+
+def test_episode_codes_finer_than_the_plan_s_match_their_category():
+    assessment = rules.assess_claim(COMPREHENSIVE, _facts(icd10="C34.1234"))
+    assert (assessment.group.code, codes(assessment)) == ("cancer", [])
+    assert rules.groups_of(UNION, "C50.9123") == {"general", "critical", "women_cancer"}
+    assert rules.groups_of(COMPREHENSIVE, "C44.91") == set()

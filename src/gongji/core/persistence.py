@@ -12,9 +12,18 @@ from sqlalchemy.types import TypeDecorator
 Model = TypeVar("Model")
 
 
+#: China Standard Time has no daylight saving, so a fixed offset is exact.
+CHINA_TIME = dt.timezone(dt.timedelta(hours=8), "CST")
+
+
 def utcnow() -> dt.datetime:
     """The current instant, timezone-aware in UTC (the only kind of timestamp we store)."""
     return dt.datetime.now(dt.UTC)
+
+
+def china_day(instant: dt.datetime) -> dt.date:
+    """The calendar day in China at `instant`: the day waiting periods, notices and plan calendars count in."""
+    return instant.astimezone(CHINA_TIME).date()
 
 
 class UTCDateTime(TypeDecorator[dt.datetime]):

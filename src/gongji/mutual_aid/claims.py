@@ -20,7 +20,7 @@ from gongji.core.access import Subject, is_self_service
 from gongji.core.audit import record_audit
 from gongji.core.errors import Conflict, Forbidden, InvalidInput, NotFound
 from gongji.core.identity import IdentityVault, birth_date
-from gongji.core.persistence import lock_row, utcnow
+from gongji.core.persistence import china_day, lock_row, utcnow
 from gongji.episodes.models import Episode, Person
 from gongji.episodes.service import coverage_of, get_episode, record_coverage
 from gongji.ledger.service import post_entry
@@ -28,7 +28,7 @@ from gongji.mutual_aid import rules
 from gongji.mutual_aid.accounts import BANK, pool_account
 from gongji.mutual_aid.membership import get_membership, readable_memberships
 from gongji.mutual_aid.models import Claim, ClaimStep, Membership
-from gongji.mutual_aid.plans import ContributionFunding, PlanSpec, plan_at, plan_operator, plan_version
+from gongji.mutual_aid.plans import ContributionFunding, FixedPayment, PlanSpec, plan_at, plan_operator, plan_version
 
 #: Claims that no longer count towards limits or block a new claim of the same group.
 DEAD_STATUSES = ("rejected", "closed")
@@ -77,14 +77,13 @@ def _facts(
                Claim.id != (claim_id or 0))
     ).all()
     this_year = [row for row in others if row.discharge_date.year == year]
-    groups = {group.code for row in others for group in spec.diseases
-              if spec.disease_group(row.icd10) is not None and group.contains(row.icd10)}
-    suspended = membership.status == "suspended" and membership.status_changed_at.date() <= event
-    left = membership.left_at is not None and membership.left_at.date() <= event
+    groups = {code for row in others for code in rules.groups_of(spec, row.icd10)}
+    suspended = membership.status == "suspended" and china_day(membership.status_changed_at) <= event
+    left = membership.left_at is not None and china_day(membership.left_at) <= event
     view = coverage_of(session, episode.id)
     return rules.ClaimFacts(
         icd10=episode.icd10, event_on=event, birth=birth, tier=membership.tier,
-        joined_on=membership.joined_at.date(), protected_from=membership.protected_from,
+        joined_on=china_day(membership.joined_at), protected_from=membership.protected_from,
         active_at_event=not (suspended or left), claims_this_year=len(this_year),
         paid_this_year=sum(row.amount_approved if row.amount_approved is not None else row.amount_assessed
                            for row in this_year),
@@ -134,10 +133,9 @@ def _staff_claim(session: Session, subject: Subject, claim_id: int, roles: tuple
     if subject.role not in roles:
         raise Forbidden("role {role} may not take this step", "role", values={"role": subject.role})
     claim = lock_row(session, Claim, claim_id)
-    if claim is None:
+    if claim is None or plan_operator(session, claim.plan_code) != subject.operator_code:
+        # Another operator's claim does not exist for this caller, exactly like a missing one.
         raise NotFound("no claim {id}", "claim_id", values={"id": claim_id})
-    if plan_operator(session, claim.plan_code) != subject.operator_code:
-        raise Forbidden("this claim belongs to another operator's plan", "claim_id")
     if claim.status != status:
         raise Conflict("the claim is {status}; this step needs it {expected}", "status",
                        values={"status": claim.status, "expected": status})
@@ -149,7 +147,7 @@ def _start_notice(session: Session, claim: Claim, amount: int, now: dt.datetime)
     spec = plan_version(session, claim.plan_code, claim.plan_version)
     claim.amount_approved = amount
     claim.decided_at = now
-    claim.notice_until = now.date() + dt.timedelta(days=spec.calendar.notice_days)
+    claim.notice_until = china_day(now) + dt.timedelta(days=spec.calendar.notice_days)
     claim.status = "noticed"
 
 
@@ -160,9 +158,10 @@ def first_review(
     """初审 by a reviewer of the plan's operator: on to the assessor (公估), or rejected (marked fraud if so found)."""
     now = now or utcnow()
     note = _text(note, "note", required=not approve)
+    outcome = _outcome(approve, fraud)
     claim = _staff_claim(session, subject, claim_id, ("reviewer",), "filed")
     _decide(claim, approve, "investigating", now)
-    _step(session, claim, "first_review", _outcome(approve, fraud), note, subject.username, now)
+    _step(session, claim, "first_review", outcome, note, subject.username, now)
     return claim
 
 
@@ -205,8 +204,8 @@ def re_review(
     """
     now = now or utcnow()
     note = _text(note, "note", required=not approve or amount is not None)
-    claim = _staff_claim(session, subject, claim_id, ("reviewer",), "re_review")
     outcome = _outcome(approve, fraud)
+    claim = _staff_claim(session, subject, claim_id, ("reviewer",), "re_review")
     if approve:
         assessment = _reassess(session, vault, claim)
         if assessment.reasons:
@@ -258,35 +257,40 @@ def payable(claim: Claim, spec: PlanSpec, today: dt.date) -> bool:
 
 
 def pay_claim(session: Session, claim_id: int, *, actor: str, now: dt.datetime | None = None) -> Claim:
-    """互助金给付: the pool pays the family through custody, and the coverage registry records it.
+    """互助金给付: the pool pays the family through custody, and the coverage registry records what covers the bill.
 
-    The registry refuses anything beyond the episode's residual; if another layer paid
-    meanwhile, what is left is paid and the step says so. Nothing left: the claim closes unpaid.
+    A reimbursement is money towards the bill: it is paid only up to what is left of it now (if another layer
+    paid meanwhile, the rest is paid and the step says so; nothing left closes the claim unpaid). A fixed
+    payout (定额给付) is the plan's promise whatever the bill: it is paid in full, and only the part within
+    the residual is recorded as coverage, so later layers still see the bill's true residual.
     """
     now = now or utcnow()
     claim = lock_row(session, Claim, claim_id)
     if claim is None:
         raise NotFound("no claim {id}", "claim_id", values={"id": claim_id})
     spec = plan_version(session, claim.plan_code, claim.plan_version)
-    if not payable(claim, spec, now.date()):
+    if not payable(claim, spec, china_day(now)):
         raise Conflict("the claim is not payable yet (status {status}, notice until {until})", "status",
                        values={"status": claim.status, "until": claim.notice_until})
     residual = coverage_of(session, claim.episode_id).residual
-    amount = min(claim.amount_approved, residual)
-    note = "" if amount == claim.amount_approved else f"residual {residual} fen; {claim.amount_approved} approved"
+    covers = min(claim.amount_approved, residual)
+    amount = claim.amount_approved if isinstance(spec.payment, FixedPayment) else covers
+    note = "" if covers == claim.amount_approved else f"residual {residual} fen; {claim.amount_approved} approved"
     if amount <= 0:
         claim.status = "closed"
         _step(session, claim, "pay", "nothing_left", note, actor, now)
         return claim
-    coverage = record_coverage(
-        session, claim.episode_id, "mutual_aid", spec.name.zh, amount,
-        {"plan_code": claim.plan_code, "plan_version": claim.plan_version, "claim_id": claim.id,
-         "disease_group": claim.disease_group, "approved": claim.amount_approved, "paid": amount},
-        recorded_by=actor,
-    )
+    if covers > 0:
+        claim.coverage_id = record_coverage(
+            session, claim.episode_id, "mutual_aid", spec.name.zh, covers,
+            {"plan_code": claim.plan_code, "plan_version": claim.plan_version, "claim_id": claim.id,
+             "disease_group": claim.disease_group, "approved": claim.amount_approved, "paid": amount,
+             "beyond_the_bill": amount - covers},
+            recorded_by=actor,
+        ).id
     entry = post_entry(session, "payout", f"{spec.name.zh} 互助金给付", f"ma-claim:{claim.id}",
                        [(pool_account(claim.plan_code), amount), (BANK, -amount)], actor=actor)
-    claim.coverage_id, claim.payout_entry_seq, claim.status = coverage.id, entry.seq, "paid"
+    claim.payout_entry_seq, claim.status = entry.seq, "paid"
     _step(session, claim, "pay", "paid", note, actor, now)
     return claim
 
@@ -315,7 +319,7 @@ def age_band(birth_year: int, on: dt.date) -> str:
 
 def public_notices(session: Session, plan_code: str | None = None, today: dt.date | None = None) -> list[Notice]:
     """Claims under public notice today (approved, the notice running), oldest first."""
-    today = today or utcnow().date()
+    today = today or china_day(utcnow())
     query = (
         select(Claim, Person.masked_name, Person.birth_year, Episode.admission_date)
         .join(Membership, Membership.id == Claim.membership_id)

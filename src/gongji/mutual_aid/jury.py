@@ -21,7 +21,7 @@ from gongji.core.access import Subject
 from gongji.core.audit import record_audit
 from gongji.core.errors import Conflict, Forbidden, InvalidInput, NotFound
 from gongji.core.identity import IdentityVault, birth_date
-from gongji.core.persistence import lock_row, utcnow
+from gongji.core.persistence import china_day, lock_row, utcnow
 from gongji.episodes.models import Episode, Person, PersonAccount
 from gongji.mutual_aid import rules
 from gongji.mutual_aid.claims import _start_notice, _step, age_band
@@ -55,7 +55,7 @@ def qualify_juror(
     if subject.role != "member":
         raise Forbidden("only member accounts sit on a jury", "role")
     now = now or utcnow()
-    today = now.date()
+    today = china_day(now)
     _, spec = plan_at(session, plan_code, today)
     if spec.jury is None:
         raise InvalidInput("plan {plan} has no jury", "plan_code", values={"plan": plan_code})
@@ -77,7 +77,7 @@ def qualify_juror(
     age = rules.age_on(birth_date(vault.decrypt(encrypted, "persons.id_number_enc")), today)
     if age < jury.min_age:
         reasons.append(rules.Reason.of("Q2", "plan_code", "jurors must be at least {min} years old", min=jury.min_age))
-    member_days = (today - membership.joined_at.date()).days
+    member_days = (today - china_day(membership.joined_at)).days
     if member_days < jury.min_member_days:
         reasons.append(rules.Reason.of("Q3", "plan_code", "jurors must have been members for {min} days",
                                        min=jury.min_member_days))

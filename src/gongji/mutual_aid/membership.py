@@ -19,7 +19,7 @@ from gongji.core.access import Subject, is_self_service
 from gongji.core.audit import record_audit
 from gongji.core.errors import Conflict, Forbidden, InvalidInput, NotFound
 from gongji.core.identity import IdentityVault, birth_date, normalise_id_number
-from gongji.core.persistence import lock_row, utcnow
+from gongji.core.persistence import china_day, lock_row, utcnow
 from gongji.episodes.models import Person, PersonAccount
 from gongji.episodes.service import RELATIONSHIPS, create_person, find_person_by_id_number, link_person
 from gongji.ledger.service import open_account
@@ -128,7 +128,7 @@ def join_plan(
     if not isinstance(declaration, Mapping):
         raise InvalidInput("the health declaration must map each question to yes or no", "declaration")
     now = now or utcnow()
-    today = now.date()
+    today = china_day(now)
     version, spec = plan_at(session, plan_code, today)
     number = normalise_id_number(id_number, "id_number", today=today)
     person = _person_for(session, vault, subject, number, name, relationship, scheme, region)
@@ -136,7 +136,7 @@ def join_plan(
     mine = list(session.scalars(
         select(Membership).where(Membership.person_id == person.id, Membership.plan_code == plan_code)
     ))
-    left = [membership.left_at.date() for membership in mine if membership.left_at is not None]
+    left = [china_day(membership.left_at) for membership in mine if membership.left_at is not None]
     reasons = rules.join_refusals(
         spec, birth=birth_date(number), on=today, tier=tier, shares=shares, declaration=declaration,
         last_left=max(left, default=None),
@@ -207,7 +207,7 @@ def reinstate(session: Session, membership_id: int, *, actor: str, reason: str =
         raise NotFound("no membership {id}", "membership_id", values={"id": membership_id})
     if membership.status != "suspended":
         raise Conflict("only a suspended membership can be reinstated", "status")
-    to = "protected" if membership.protected_from <= now.date() else "waiting"
+    to = "protected" if membership.protected_from <= china_day(now) else "waiting"
     return _transition(session, membership_id, to, actor=actor, reason=reason, now=now, membership=membership)
 
 
@@ -238,7 +238,7 @@ def advance_memberships(
     near the limit is read from the ID, without it only those certainly too old leave.
     """
     now = now or utcnow()
-    today = now.date()
+    today = china_day(now)
     _, spec = plan_at(session, plan_code, today)
     protected = session.execute(
         update(Membership)

@@ -185,8 +185,23 @@ def reimbursement(
     return amount, reasons, steps
 
 
+def plan_icd10(icd10: str) -> str:
+    """The code as plans list it: episodes may carry up to four subcategory digits (C34.1234), plans two."""
+    head, dot, tail = icd10.strip().upper().partition(".")
+    return head + dot + tail[:2] if tail else head
+
+
+def groups_of(spec: PlanSpec, icd10: str) -> set[str]:
+    """Every disease group covering the code (none if the plan excludes it)."""
+    code = plan_icd10(icd10)
+    if spec.disease_group(code) is None:
+        return set()
+    return {group.code for group in spec.diseases if group.contains(code)}
+
+
 def lump_sums(spec: PlanSpec, icd10: str, groups_claimed: frozenset[str]) -> dict[str, int]:
     """Lump sums (一次性补助) of every group covering the code that has one and was not claimed before."""
+    icd10 = plan_icd10(icd10)
     if spec.disease_group(icd10) is None:
         return {}
     return {group.code: group.lump_sum for group in spec.diseases
@@ -200,7 +215,7 @@ def assess_claim(spec: PlanSpec, facts: ClaimFacts) -> Assessment:
     R5 already claimed, R6 membership not in force, R7 nothing left to pay, R8 below the minimum payout.
     """
     reasons: list[Reason] = []
-    group = spec.disease_group(facts.icd10)
+    group = spec.disease_group(plan_icd10(facts.icd10))
     if not facts.active_at_event:
         reasons.append(Reason.of("R6", "membership_id", "the membership was not in force on {date}",
                                  date=facts.event_on))

@@ -23,6 +23,7 @@ from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Fie
 from gongji.core.errors import InvalidInput, InvalidValue
 from gongji.core.messages import identity
 from gongji.core.money import YUAN_PATTERN, format_yuan, parse_yuan
+from gongji.core.persistence import CHINA_TIME
 from gongji.rules.cascade import ASSISTANCE_CATEGORIES, HOSPITAL_LEVELS, SCHEMES, ExplanationLine, Settlement
 from gongji.rules.params import ParameterBook, ParameterSet, check_region
 
@@ -53,8 +54,6 @@ YuanText = Annotated[
 
 #: No stay the platform settles is older; earlier dates (0001-01-01, 1900-01-01) are typos or placeholders.
 EARLIEST_STAY = dt.date(1950, 1, 1)
-#: China Standard Time has no daylight saving, so a fixed offset is exact.
-CHINA_TIME = dt.timezone(dt.timedelta(hours=8), "CST")
 _ISO_DATE_RE = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}")
 
 
