@@ -6,7 +6,7 @@ import datetime as dt
 
 import pytest
 from conftest import NO, NOW, person_id_number
-from sqlalchemy import select
+from sqlalchemy import func, select
 
 from gongji.core.audit import AuditLog
 from gongji.core.db import transaction
@@ -144,3 +144,23 @@ def test_scoping_of_memberships(ma, join, member, make_user):
     with pytest.raises(Forbidden), transaction(ma) as session:
         ms.join_plan(session, None, online_reviewer, "online-comprehensive", id_number="x", name="x",
                      relationship="self", declaration=NO)
+
+
+def test_an_operator_enrols_its_roster_in_one_go_under_the_same_rules(ma, vault, make_user):
+    union_admin = make_user("operator_admin", "union-hz")
+    roster = [ms.RosterMember(person_id_number(dt.date(1961 + k, 3, 1)), f"王{k}明", shares=1 + k % 5) for k in range(40)]
+    with transaction(ma) as session:
+        ids = ms.enroll_roster(session, vault, union_admin, "union-hospital", roster, now=NOW)
+    with ma() as session:
+        rows = session.scalars(select(Membership).where(Membership.id.in_(ids)).order_by(Membership.id)).all()
+        assert [row.shares for row in rows] == [1 + k % 5 for k in range(40)]
+        assert {row.status for row in rows} == {"protected"}  # the union plan has no waiting period
+        assert [row.account_code for row in rows] == [f"ma:m:{i}" for i in ids]
+        assert session.scalar(select(func.count()).select_from(Account).where(
+            Account.code.in_([row.account_code for row in rows]))) == 40
+    too_old = [ms.RosterMember(person_id_number(dt.date(1940, 1, 1)), "李老")]
+    with pytest.raises(InvalidInput) as refused, transaction(ma) as session:
+        ms.enroll_roster(session, vault, union_admin, "union-hospital", roster[:1] + too_old, now=NOW)
+    assert refused.value.field.startswith("roster[0]")  # already a member: the first row is refused
+    with pytest.raises(NotFound), transaction(ma) as session:  # another operator's plan does not exist for them
+        ms.enroll_roster(session, vault, union_admin, "online-comprehensive", too_old, now=NOW)

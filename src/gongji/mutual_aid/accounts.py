@@ -15,6 +15,7 @@ from gongji.ledger.models import Account
 from gongji.ledger.service import open_account
 
 BANK = "bank"
+MEMBER_ACCOUNT_PREFIX = "ma:m:"
 
 
 def pool_account(plan_code: str) -> str:
@@ -26,7 +27,7 @@ def fee_account(plan_code: str) -> str:
 
 
 def member_account(membership_id: int) -> str:
-    return f"ma:m:{membership_id}"
+    return f"{MEMBER_ACCOUNT_PREFIX}{membership_id}"
 
 
 def ensure_plan_accounts(session: Session, plan_code: str, plan_name: str, *, actor: str = "system") -> None:

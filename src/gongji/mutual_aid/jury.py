@@ -161,12 +161,12 @@ def cast_vote(
         select(Juror).join(Membership, Membership.id == Juror.membership_id)
         .where(Juror.user_id == subject.user_id, Juror.plan_code == case.plan_code, Membership.status == "protected")
     ).one_or_none()
-    if juror is None:
-        raise Forbidden("only protected jurors of {plan} vote on its cases", "case_id", values={"plan": case.plan_code})
+    if juror is None or _own_claim(session, subject, case):
+        # A case the caller may not vote on (not a juror of its plan, or a claim of their own family) does not
+        # exist for them, exactly like a missing one (`open_cases_for` does not list it either).
+        raise NotFound("no jury case {id}", "case_id", values={"id": case_id})
     if case.outcome is not None or now >= case.closes_at:
         raise Conflict("voting on this case is closed", "case_id")
-    if _own_claim(session, subject, case):
-        raise Forbidden("you may not vote on a claim of a person linked to your account", "case_id")
     vote = JuryVote(case_id=case.id, juror_id=juror.id, supports=supports, cast_at=now)
     try:
         with session.begin_nested():

@@ -10,9 +10,10 @@ protected) → removed / withdrawn; every transition is checked against
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 
-from sqlalchemy import Select, false, select, update
+from sqlalchemy import Select, String, cast, false, insert, literal, select, update
 from sqlalchemy.orm import Session
 
 from gongji.core.access import Subject, is_self_service
@@ -21,12 +22,19 @@ from gongji.core.errors import Conflict, Forbidden, InvalidInput, NotFound
 from gongji.core.identity import IdentityVault, birth_date, normalise_id_number
 from gongji.core.persistence import china_day, lock_row, utcnow
 from gongji.episodes.models import Person, PersonAccount
-from gongji.episodes.service import RELATIONSHIPS, create_person, find_person_by_id_number, link_person
-from gongji.ledger.service import open_account
+from gongji.episodes.service import (
+    RELATIONSHIPS,
+    NewPerson,
+    create_person,
+    find_person_by_id_number,
+    link_person,
+    register_persons,
+)
+from gongji.ledger.service import open_account, open_accounts
 from gongji.mutual_aid import rules
-from gongji.mutual_aid.accounts import ensure_plan_accounts, member_account
+from gongji.mutual_aid.accounts import MEMBER_ACCOUNT_PREFIX, ensure_plan_accounts, member_account
 from gongji.mutual_aid.models import Membership, PlanVersion
-from gongji.mutual_aid.plans import PlanSpec, plan_at
+from gongji.mutual_aid.plans import PlanSpec, plan_at, plan_operator
 
 #: Allowed status changes; removed and withdrawn are final (a person who left joins again as a new membership).
 TRANSITIONS: dict[str, tuple[str, ...]] = {
@@ -166,6 +174,87 @@ def join_plan(
         "free_to_join": spec.free_to_join,
     })
     return membership
+
+
+@dataclass(frozen=True)
+class RosterMember:
+    """One person of an operator's roster (工会会员名册, 村民名册), joined at `joined_at` (default: now)."""
+
+    id_number: str
+    name: str
+    scheme: str = "resident"
+    region: str = "330100"
+    tier: str = "standard"
+    shares: int = 1
+    joined_at: dt.datetime | None = None
+
+
+def enroll_roster(
+    session: Session, vault: IdentityVault, subject: Subject | None, plan_code: str, roster: Sequence[RosterMember],
+    *, now: dt.datetime | None = None,
+) -> list[int]:
+    """集体加入: an operator enrols its roster — a union its members, a village its villagers — in one go.
+
+    Each person is checked by the same rules as a member's own join (ages, tier, shares, already a member,
+    re-joining too soon), the operator attesting the health declaration; any refusal names the row and nothing
+    is written. Persons, memberships and receivable accounts are written set-based and audited as one batch.
+    `subject` is the plan's operator_admin (None: the platform itself, as the demo loader). Returns the
+    membership ids in roster order.
+    """
+    now = now or utcnow()
+    if subject is not None and (subject.role != "operator_admin" or subject.operator_code is None):
+        raise Forbidden("only the plan's operator enrols a roster", "role")
+    version, spec = plan_at(session, plan_code, china_day(now))
+    if subject is not None and plan_operator(session, plan_code) != subject.operator_code:
+        raise NotFound("no plan {code}", "plan_code", values={"code": plan_code})
+    actor = subject.username if subject is not None else "system"
+    person_ids = register_persons(
+        session, vault, [NewPerson(row.id_number, row.name, row.scheme, row.region) for row in roster],
+        actor=actor, field="roster",
+    )
+    if len(set(person_ids)) != len(person_ids):
+        raise InvalidInput("a person appears twice in the roster", "roster")
+    active: set[int] = set()
+    last_left: dict[int, dt.date] = {}
+    for start in range(0, len(person_ids), 5_000):
+        rows = session.execute(
+            select(Membership.person_id, Membership.status, Membership.left_at)
+            .where(Membership.plan_code == plan_code, Membership.person_id.in_(person_ids[start:start + 5_000]))
+        ).all()
+        for person_id, status, left_at in rows:
+            if status in rules.ACTIVE_STATUSES:
+                active.add(person_id)
+            if left_at is not None:
+                last_left[person_id] = max(last_left.get(person_id, dt.date.min), china_day(left_at))
+    attested = {question.id: False for question in spec.declaration}
+    members = []
+    for index, (row, person_id) in enumerate(zip(roster, person_ids, strict=True)):
+        joined_at = row.joined_at or now
+        joined_on = china_day(joined_at)
+        reasons = rules.join_refusals(
+            spec, birth=birth_date(normalise_id_number(row.id_number, f"roster[{index}].id_number")), on=joined_on,
+            tier=row.tier, shares=row.shares, declaration=attested, last_left=last_left.get(person_id),
+            already_member=person_id in active,
+        )
+        if reasons:
+            raise InvalidInput("roster row {row}: {reason}", f"roster[{index}].{reasons[0].field}",
+                               values={"row": index, "reason": f"{reasons[0].code} {reasons[0].text.render()}"})
+        protected_from = joined_on + dt.timedelta(days=spec.waiting_days)
+        members.append({
+            "plan_code": plan_code, "person_id": person_id, "user_id": None, "tier": row.tier, "shares": row.shares,
+            "status": "protected" if protected_from <= china_day(now) else "waiting", "joined_at": joined_at,
+            "protected_from": protected_from, "status_changed_at": now, "declaration": attested, "account_code": "",
+        })
+    if not members:
+        return []
+    ids = list(session.scalars(insert(Membership).returning(Membership.id, sort_by_parameter_order=True), members))
+    session.execute(update(Membership).where(Membership.id.in_(ids)).execution_options(synchronize_session=False)
+                    .values(account_code=literal(MEMBER_ACCOUNT_PREFIX).concat(cast(Membership.id, String))))
+    ensure_plan_accounts(session, plan_code, spec.name.zh, actor=actor)
+    open_accounts(session, [(member_account(i), f"{spec.name.zh} 会员{i} 应收分摊", "asset") for i in ids], actor=actor)
+    record_audit(session, actor, "membership.enroll_roster", "plan", plan_code,
+                 {"plan_version": version, "enrolled": len(ids), "first": ids[0], "last": ids[-1]})
+    return ids
 
 
 def _transition(
