@@ -417,7 +417,8 @@ def serve(host: HostOption = "127.0.0.1", port: PortOption = 8000) -> None:
 
 @app.command()
 def demo(host: HostOption = "127.0.0.1", port: PortOption = 8000) -> None:
-    """Create demo staff and settled synthetic episodes in the embedded database, then serve."""
+    """Create demo accounts, settled synthetic episodes and mutual-aid plans with members, claims and periods
+    in the embedded database, then serve."""
     from gongji.core.settings import get_settings
     from gongji.demo import prepare_demo
 
@@ -425,9 +426,14 @@ def demo(host: HostOption = "127.0.0.1", port: PortOption = 8000) -> None:
     report = prepare_demo(get_settings())
     if report.persons_loaded:
         typer.echo(f"loaded {report.persons_loaded} demo persons with {report.episodes_loaded} settled episodes")
-    typer.echo(f"demo staff (username, role, password), saved in {report.credentials_file}:")
+    if report.mutual_aid.members:
+        typer.echo(f"mutual aid: {report.mutual_aid.members:,} members, {report.mutual_aid.claims} claims, "
+                   f"{report.mutual_aid.periods} closed periods")
+    typer.echo(f"demo accounts (username, role, password), saved in {report.credentials_file}:")
     typer.echo(report.credentials.rstrip())
     typer.echo(f"sign in to the caseworker workbench (个案工作台) at http://{host}:{port}/workbench/login")
+    typer.echo(f"mutual aid (医疗互助): http://{host}:{port}/mutual-aid — members sign in as member or juror, "
+               "the operator as ma.admin, ma.reviewer or ma.assessor")
     _serve(host, port)
 
 

@@ -16,6 +16,7 @@ import polars as pl
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session, sessionmaker
 
+from gongji.api.auth import Principal
 from gongji.api.auth_service import create_user
 from gongji.api.models import User
 from gongji.core.db import make_engine, migrate, session_factory, transaction
@@ -25,13 +26,21 @@ from gongji.episodes import service
 from gongji.episodes.service import settle_statutory
 from gongji.episodes.models import Person
 from gongji.episodes.synthetic import generate_episodes
+from gongji.mutual_aid.demo import MutualAidDemo, load_mutual_aid_demo
+from gongji.mutual_aid.plans import sync_plans
 from gongji.rules.params import ParameterBook, load_parameter_book
 
-#: (username, role, display name, regions) of the demo staff: the admin sees the whole country (000000),
-#: the caseworker the two demo regions (杭州 330100, 成都 510100).
+#: (username, role, display name, regions, operator) of the demo accounts: the admin sees the whole country
+#: (000000), the caseworker the two demo regions (杭州 330100, 成都 510100); the mutual-aid operator's staff
+#: work for the demo online platform; "member" and "juror" are self-service mutual-aid members.
 DEMO_USERS = (
-    ("admin", "admin", "演示管理员", ("000000",)),
-    ("caseworker", "caseworker", "演示审核员", ("330100", "510100")),
+    ("admin", "admin", "演示管理员", ("000000",), None),
+    ("caseworker", "caseworker", "演示审核员", ("330100", "510100"), None),
+    ("ma.admin", "operator_admin", "互助运营管理员", (), "online-demo"),
+    ("ma.reviewer", "reviewer", "互助审核员", (), "online-demo"),
+    ("ma.assessor", "assessor", "公估调查员", (), "online-demo"),
+    ("member", "member", "演示会员", (), None),
+    ("juror", "member", "演示评审员", (), None),
 )
 #: Persons per region; the synthetic generator gives each about two episodes a year.
 DEMO_REGIONS = {"330100": 25, "510100": 25}
@@ -48,20 +57,31 @@ class DemoReport:
     credentials: str
     persons_loaded: int
     episodes_loaded: int
+    mutual_aid: MutualAidDemo
 
 
 def prepare_demo(settings: Settings) -> DemoReport:
-    """Migrate, create the demo staff once, and load demo episodes if there are no persons yet."""
+    """Migrate, create the demo accounts once, and load demo episodes and mutual aid into an empty database."""
     migrate(settings.database_url)
     engine = make_engine(settings.database_url)
     try:
         sessions = session_factory(engine)
+        with transaction(sessions) as session:
+            sync_plans(session)
         credentials_file = settings.var_dir / "demo-credentials.txt"
         credentials = _ensure_users(sessions, credentials_file)
-        persons, episodes = _load_episodes(sessions, load_vault(settings), load_parameter_book(settings.params_dir))
+        vault, book = load_vault(settings), load_parameter_book(settings.params_dir)
+        persons, episodes = _load_episodes(sessions, vault, book)
+        with transaction(sessions) as session:
+            accounts = {
+                user.username: Principal(user.id, user.username, user.role, user.display_name, user.regions,
+                                         user.operator_code)
+                for user in session.scalars(select(User))
+            }
+            mutual_aid = load_mutual_aid_demo(session, vault, book, _demo_name, accounts, seed=DEMO_SEED)
     finally:
         engine.dispose()
-    return DemoReport(credentials_file, credentials, persons, episodes)
+    return DemoReport(credentials_file, credentials, persons, episodes, mutual_aid)
 
 
 def _ensure_users(sessions: sessionmaker[Session], credentials_file: Path) -> str:
@@ -73,9 +93,10 @@ def _ensure_users(sessions: sessionmaker[Session], credentials_file: Path) -> st
         existing = set(session.scalars(select(User.username)))
         missing = [user for user in DEMO_USERS if user[0] not in existing]
         lines = []
-        for username, role, display_name, regions in missing:
+        for username, role, display_name, regions, operator in missing:
             password = secrets.token_urlsafe(12)
-            create_user(session, username, password, role, display_name, regions=regions, actor=ACTOR)
+            create_user(session, username, password, role, display_name, regions=regions, operator_code=operator,
+                        actor=ACTOR)
             lines.append(f"{username}\t{role}\t{password}")
         if lines:
             credentials_file.parent.mkdir(parents=True, exist_ok=True)
