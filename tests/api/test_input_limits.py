@@ -202,7 +202,7 @@ def test_oversize_login_through_http_is_413_problem(sqlite_app):
         )
         assert_problem(response, 413)
         at_the_cap = client.post(
-            "/api/auth/login", content=f'{{"username": "x"}}'.ljust(MAX_BODY_BYTES),
+            "/api/auth/login", content='{"username": "x"}'.ljust(MAX_BODY_BYTES),
             headers={"content-type": "application/json"},
         )
     assert at_the_cap.status_code == 422  # read and validated: the cap is inclusive

@@ -6,15 +6,12 @@ from __future__ import annotations
 import datetime as dt
 import json
 import secrets
-from importlib import resources
-from pathlib import Path
 
 import pytest
-import yaml
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from sqlalchemy import delete, func, insert, select, update
+from sqlalchemy import func, insert, select, update
 
 from gongji.core.db import transaction
 from gongji.episodes.models import Episode, Person
@@ -39,19 +36,9 @@ CUTOFF_DAY = dt.date(2024, 3, 21)
 def plans(sessions):
     with transaction(sessions) as session:
         sync_plans(session)
-        stored_as_written(session)
         for code in (ROUND_UP, EXACT):
             ensure_plan_accounts(session, code, code)
     return sessions
-
-
-def stored_as_written(session) -> None:
-    """Plan rows as their YAML is written: `plan_at` validates the stored spec again, and the foundation's
-    `model_dump` gives fen and basis points, which the yuan and percentage validators read wrongly or refuse."""
-    for path in (Path(str(resources.files("gongji.data") / "mutual_aid")) / "plans").glob("*.yaml"):
-        raw = json.loads(json.dumps(yaml.safe_load(path.read_text(encoding="utf-8")), default=str))
-        session.execute(update(PlanVersion).where(PlanVersion.plan_code == raw["code"],
-                                                  PlanVersion.version == raw["version"]).values(spec=raw))
 
 
 def add_person(session, birth_year: int = 1985) -> int:
@@ -213,17 +200,17 @@ def test_the_annual_cap_binds_per_member_across_periods(plans):
         spec["funding"] = dict(spec["funding"], annual_cap="200")
         session.add(PlanVersion(plan_code=EXACT, version=2, operator_code=row.operator_code,
                                 effective_from=dt.date(2024, 1, 1), spec=spec, digest="test"))
-        late = add_member(session, EXACT, joined=CUTOFF - dt.timedelta(days=100))
+        add_member(session, EXACT, joined=CUTOFF - dt.timedelta(days=100))
     first = open_and_apportion(plans, EXACT)
     with transaction(plans) as session:
         add_claim(session, EXACT, early, 50_000, notice_until=dt.date(2024, 4, 1))
     second = open_and_apportion(plans, EXACT, CUTOFF + dt.timedelta(days=15))
     with plans() as session:
         one, two = session.get(Period, first), session.get(Period, second)
-        assert [amount for *_, amount in charges_of(session, first)] == [10_000, 10_000]  # 200 yuan: the cap
-        assert one.uncovered == one.amount_to_collect - 20_000
+        assert [amount for *_, amount in charges_of(session, first)] == [20_000, 20_000]  # 200 yuan: the cap
+        assert one.uncovered == one.amount_to_collect - 40_000
         # reduce_payouts: the shortfall came off the payout, not carried.
-        assert one.payouts + one.fee == 20_000 and two.surplus_in == 0
+        assert one.payouts + one.fee == 40_000 and two.surplus_in == 0
         assert charges_of(session, second) == []  # both have reached 200 yuan this year
         assert two.uncovered == two.amount_to_collect and two.entry_seq is None
 

@@ -10,7 +10,6 @@ from pathlib import Path
 import pytest
 import yaml
 from conftest import NOW
-from sqlalchemy import select
 
 from gongji.core.db import transaction
 from gongji.core.errors import Conflict, Forbidden

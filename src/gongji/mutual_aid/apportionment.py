@@ -156,10 +156,10 @@ class _Totals:
     max_charge: int = 0
 
 
-def _charge_lines(session: Session, period_id: int, count: int, totals: _Totals,
+def _charge_lines(chunks: Iterator[tuple[list[int], list[int]]], count: int, totals: _Totals,
                   progress: Progress | None) -> Iterator[tuple[str, int]]:
     """The period's charges as ledger lines in line order, counted and summed on the way."""
-    for ids, amounts in _charge_chunks(session, period_id):
+    for ids, amounts in chunks:
         if amounts:
             totals.charged += sum(amounts)
             totals.max_charge = max(totals.max_charge, max(amounts))
@@ -173,18 +173,21 @@ def _charge_lines(session: Session, period_id: int, count: int, totals: _Totals,
 def _charge_chunks(session: Session, period_id: int) -> Iterator[tuple[list[int], list[int]]]:
     """(membership ids, amounts) in line order, chunk by chunk.
 
-    PostgreSQL: read whole by one binary COPY into two NumPy columns (26 bytes a line) before the ledger
-    starts its own COPY — the connection cannot fetch from a cursor while a COPY into it is open.
-    SQLite: a driver cursor beside the ledger's insert cursor, as `ledger.service.stored_lines` does.
+    PostgreSQL: read whole, now, by one binary COPY into two NumPy columns (26 bytes a line) — the ledger
+    then COPYs into the same connection, which cannot fetch from a cursor while that COPY is open.
+    SQLite: a driver cursor read lazily beside the ledger's insert cursor, as `ledger.service.stored_lines` does.
     """
     session.flush()
     driver = session.connection().connection.driver_connection
     query = f"SELECT membership_id, amount FROM ma_charges WHERE period_id = {int(period_id)} ORDER BY line_no"
     if session.get_bind().dialect.name == "postgresql":
         ids, amounts = _copy_columns(driver, query)
-        for start in range(0, len(ids), _CHUNK):
-            yield ids[start:start + _CHUNK].tolist(), amounts[start:start + _CHUNK].tolist()
-        return
+        return ((ids[start:start + _CHUNK].tolist(), amounts[start:start + _CHUNK].tolist())
+                for start in range(0, len(ids), _CHUNK))
+    return _cursor_chunks(driver, query)
+
+
+def _cursor_chunks(driver, query: str) -> Iterator[tuple[list[int], list[int]]]:
     cursor = driver.cursor()
     try:
         cursor.execute(query)
@@ -277,7 +280,7 @@ def apportion(session: Session, period_id: int, *, actor: str, progress: Progres
     if count:
         entry = ledger.post_bulk_entry(
             session, "apportionment", f"{spec.name.zh} 第{period.number}期分摊", f"{period.plan_code}:{period.number}",
-            _charge_lines(session, period.id, count, totals, progress), counter_account=pool_account(period.plan_code),
+            _charge_lines(_charge_chunks(session, period.id), count, totals, progress), counter_account=pool_account(period.plan_code),
             actor=actor,
         )
         period.entry_seq = entry.seq
