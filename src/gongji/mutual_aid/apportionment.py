@@ -124,13 +124,23 @@ def _least(first: str, second: str) -> str:
     return f"CASE WHEN {first} < {second} THEN {first} ELSE {second} END"
 
 
-def _charges_statement(common_cap: int | None, annual_binds: bool) -> str:
-    """One INSERT … SELECT: equal share by line position, within the caps; members left 0 get no line."""
+def _charges_statement(common_cap: int | None, annual_binds: bool, every_member_pays: bool) -> str:
+    """One INSERT … SELECT: equal share by line position, within the caps; members left 0 get no line.
+
+    When no member can come out at 0 (a base share of a fen or more, a common cap of at least that, no
+    annual cap binding), line numbers are the positions themselves and one numbering pass is enough.
+    """
     amount = "(:base + CASE WHEN e.position <= :extra THEN 1 ELSE 0 END)"
     if common_cap is not None:
         amount = _least(amount, ":common_cap")
     if annual_binds:
         amount = _least(amount, "(:annual_cap - COALESCE(y.charged, 0))")
+    if every_member_pays:
+        return f"""
+INSERT INTO ma_charges (period_id, line_no, membership_id, amount, status, attempts)
+SELECT :period_id, e.position - 1, e.id, {amount}, 'pending', 0
+FROM (SELECT id, row_number() OVER (ORDER BY id) AS position FROM ({_SHARING_MEMBERS}) m) e
+"""
     return f"""
 INSERT INTO ma_charges (period_id, line_no, membership_id, amount, status, attempts)
 SELECT :period_id, row_number() OVER (ORDER BY id) - 1, id, amount, 'pending', 0
@@ -267,7 +277,8 @@ def apportion(session: Session, period_id: int, *, actor: str, progress: Progres
 
     count = 0
     if highest > 0:
-        statement = _charges_statement(common_cap, annual_binds)
+        every_member_pays = share.base >= 1 and (common_cap is None or common_cap >= 1) and not annual_binds
+        statement = _charges_statement(common_cap, annual_binds, every_member_pays)
         params = {**where, "period_id": period.id, "base": share.base, "extra": share.extra,
                   "common_cap": common_cap, "annual_cap": funding.annual_cap, "year_start": year_start,
                   "year_end": year_start.replace(year=year_start.year + 1)}

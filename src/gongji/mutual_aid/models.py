@@ -253,9 +253,10 @@ class Charge(Base):
         Index("ix_ma_charges_membership", "membership_id"),
     )
 
-    period_id: Mapped[int] = mapped_column(ForeignKey("ma_periods.id"), primary_key=True)
+    #: No foreign keys here: a period's millions of rows are written by one INSERT … SELECT from ma_memberships
+    #: while `apportion` holds that period's row locked, and a per-row key check would cost more than the write.
+    period_id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
     line_no: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
-    #: No foreign key: millions of rows are written by one INSERT … SELECT from ma_memberships itself.
     membership_id: Mapped[int] = mapped_column(Integer)
     amount: Mapped[int] = mapped_column(BigInteger)
     status: Mapped[str] = mapped_column(String(16), default="pending")

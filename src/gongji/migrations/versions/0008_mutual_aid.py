@@ -192,7 +192,7 @@ def upgrade() -> None:
     )
     op.create_table(
         "ma_charges",
-        sa.Column("period_id", sa.Integer, sa.ForeignKey("ma_periods.id"), primary_key=True),
+        sa.Column("period_id", sa.Integer, primary_key=True),
         sa.Column("line_no", sa.Integer, primary_key=True, autoincrement=False),
         sa.Column("membership_id", sa.Integer, nullable=False),
         sa.Column("amount", sa.BigInteger, nullable=False),
