@@ -6,7 +6,9 @@ and `Text(template, …)` with `template` assigned a few lines earlier would be
 missed. Rule code writes both (rules/cascade.py, rules/params.py), so this
 extractor reads the first argument of each keyword call as an expression:
 a string, either branch of a conditional, or a name assigned such strings in
-the enclosing function or module. f-strings and other expressions are dynamic
+the enclosing function or module. Babel is handed every argument (a string, or
+None where computed), so a keyword given as `name:N` in babel.toml takes its Nth:
+`Reason.because(code, field, template)` is `because:3`. f-strings and other expressions are dynamic
 and are not msgids; `dynamic_calls` lists them so a test can refuse them where
 every text must be catalogued.
 """
@@ -70,7 +72,8 @@ def _called_name(call: ast.Call) -> str | None:
 
 
 def keyword_calls(source: str | bytes, keywords: Collection[str]) -> Iterator[tuple[int, str, str | None]]:
-    """(line, keyword, msgid) for each msgid a keyword call's first argument can be; msgid None if dynamic."""
+    """(line, keyword, arguments) for each msgid a keyword call's first argument can be: that msgid (None if
+    dynamic) followed by the other arguments (each a string, or None)."""
     tree = ast.parse(source)
 
     def visit(node: ast.AST, scopes: list[Scope]) -> Iterator[tuple[int, str, str | None]]:
@@ -80,22 +83,28 @@ def keyword_calls(source: str | bytes, keywords: Collection[str]) -> Iterator[tu
                 continue
             if isinstance(child, ast.Call) and child.args and (name := _called_name(child)) in keywords:
                 strings = _strings(child.args[0], scopes)
+                rest = [_single(argument, scopes) for argument in child.args[1:]]
                 for message in strings if strings is not None else [None]:
-                    yield child.lineno, name, message
+                    yield child.lineno, name, (message, *rest)
             yield from visit(child, scopes)
 
     yield from visit(tree, [_assignments(tree.body)])
 
 
+def _single(node: ast.expr, scopes: list[Scope]) -> str | None:
+    strings = _strings(node, scopes)
+    return strings[0] if strings is not None and len(strings) == 1 else None
+
+
 def dynamic_calls(source: str | bytes, keywords: Collection[str]) -> list[int]:
-    """Lines of keyword calls whose text is computed (an f-string, a call…), so no msgid can match it."""
-    return [line for line, _name, message in keyword_calls(source, keywords) if message is None]
+    """Lines of keyword calls whose text (first argument) is computed (an f-string, a call…), so no msgid can
+    match it."""
+    return [line for line, _name, messages in keyword_calls(source, keywords) if messages[0] is None]
 
 
 def extract_python(
     fileobj: IO[bytes], keywords: Collection[str], comment_tags: Collection[str], options: dict[str, Any]
 ) -> Iterator[tuple[int, str, str, list[str]]]:
     """A Babel extraction method (locale/babel.toml); the `keywords` option names the calls to read."""
-    for line, name, message in keyword_calls(fileobj.read(), keywords):
-        if message is not None:
-            yield line, name, message, []
+    for line, name, messages in keyword_calls(fileobj.read(), keywords):
+        yield line, name, list(messages), []

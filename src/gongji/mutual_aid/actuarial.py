@@ -32,12 +32,12 @@ from dataclasses import dataclass
 from decimal import ROUND_HALF_UP, Decimal
 
 import numpy as np
-from sqlalchemy import Date, and_, func, or_, select
+from sqlalchemy import and_, func, or_, select
 from sqlalchemy.orm import Session
 
 from gongji.core.errors import InvalidInput
 from gongji.episodes.models import Person
-from gongji.mutual_aid.apportionment import CHINA, china_date, next_period_dates
+from gongji.mutual_aid.apportionment import china_date, next_period_dates
 from gongji.mutual_aid.models import Claim, Membership, Period
 from gongji.mutual_aid.plans import FixedPayment, PlanSpec, PostEventFunding, plan_at
 
@@ -249,6 +249,28 @@ def _fallback_payouts(spec: PlanSpec, observed_sum: np.ndarray, observed_n: np.n
     return np.repeat(group_mean[None, :], bands, axis=0)
 
 
+def _years(start: dt.datetime, end: dt.datetime) -> float:
+    return (end - start).total_seconds() / 86_400 / DAYS_PER_YEAR
+
+
+def _next_cutoffs(spec: PlanSpec, today: dt.date, count: int) -> list[dt.datetime]:
+    """The plan calendar's next `count` cut-offs after `today`."""
+    cutoffs: list[dt.datetime] = []
+    day = today
+    for _ in range(count):
+        cutoffs.append(next_period_dates(spec, day)[0])
+        day = china_date(cutoffs[-1])
+    return cutoffs
+
+
+def _previous_cutoff(spec: PlanSpec, cutoff_at: dt.datetime) -> dt.datetime:
+    """The calendar's cut-off before `cutoff_at`, so the first projected period has the calendar's length."""
+    earlier = next_period_dates(spec, china_date(cutoff_at) - dt.timedelta(days=32))[0]
+    while (following := next_period_dates(spec, china_date(earlier))[0]) < cutoff_at:
+        earlier = following
+    return earlier
+
+
 def _whole_members(mix: np.ndarray) -> list[int]:
     """Fractional members per band as whole members summing to the total (largest remainder)."""
     total = round(float(mix.sum()))
@@ -271,7 +293,7 @@ def actuarial_view(session: Session, plan_code: str, today: dt.date, horizon: in
     fee_rate = spec.funding.fee_rate
     bands = band_count(spec.last_age)
     labels = band_labels(spec.last_age)
-    nominal_years = DAYS_PER_YEAR / 12 / len(spec.calendar.announce_days) / DAYS_PER_YEAR
+    nominal_years = 1 / (12 * len(spec.calendar.announce_days))
 
     periods = session.execute(
         select(Period.id, Period.number, Period.cutoff_at, Period.members, Period.share)
@@ -287,7 +309,7 @@ def actuarial_view(session: Session, plan_code: str, today: dt.date, horizon: in
     previous: dt.datetime | None = None
     for period in periods:
         at = year_fraction(china_date(period.cutoff_at))
-        length = (period.cutoff_at - previous).total_seconds() / 86_400 / DAYS_PER_YEAR if previous else nominal_years
+        length = _years(previous, period.cutoff_at) if previous else nominal_years
         mix = age_mix(_birth_years(session, plan_code, period.cutoff_at), at, bands)
         mixes.append(mix)
         lengths.append(length)
@@ -312,19 +334,12 @@ def actuarial_view(session: Session, plan_code: str, today: dt.date, horizon: in
     history = [HistoryPoint(period.number, china_date(period.cutoff_at), period.members, period.share, to_fen(cost))
                for period, cost in zip(periods, explained, strict=True)]
 
-    cutoffs: list[dt.datetime] = []
-    day = today
-    for _ in range(horizon):
-        cutoff_at, _charge_on = next_period_dates(spec, day)
-        cutoffs.append(cutoff_at)
-        day = china_date(cutoff_at)
+    cutoffs = _next_cutoffs(spec, today, horizon)
     current = _birth_years(session, plan_code, cutoffs[0]) if cutoffs else {}
-    starts = [previous or cutoffs[0] - dt.timedelta(days=nominal_years * DAYS_PER_YEAR), *cutoffs] if cutoffs else []
+    starts = [_previous_cutoff(spec, cutoffs[0]), *cutoffs] if cutoffs else []
     projected = project_shares(
-        [age_mix(current, year_fraction(china_date(cutoff)), bands) for cutoff in cutoffs],
-        incidence, mean_payout,
-        [(end - start).total_seconds() / 86_400 / DAYS_PER_YEAR for start, end in zip(starts, cutoffs, strict=False)],
-        fee_rate,
+        [age_mix(current, year_fraction(china_date(cutoff)), bands) for cutoff in cutoffs], incidence, mean_payout,
+        [_years(start, end) for start, end in zip(starts, cutoffs, strict=False)], fee_rate,
     )
     mix_now = age_mix(current, year_fraction(china_date(cutoffs[0])), bands) if cutoffs else np.zeros(bands)
 

@@ -70,23 +70,23 @@ def qualify_juror(
                Membership.plan_code == plan_code, Membership.status == "protected")
     ).first()
     if own is None:
-        raise JurorRefused([rules.Reason.of("Q1", "plan_code", "only protected members of {plan} sit on its jury",
+        raise JurorRefused([rules.Reason.because("Q1", "plan_code", "only protected members of {plan} sit on its jury",
                                             plan=plan_code)])
     membership, encrypted = own
     reasons = []
     age = rules.age_on(birth_date(vault.decrypt(encrypted, "persons.id_number_enc")), today)
     if age < jury.min_age:
-        reasons.append(rules.Reason.of("Q2", "plan_code", "jurors must be at least {min} years old", min=jury.min_age))
+        reasons.append(rules.Reason.because("Q2", "plan_code", "jurors must be at least {min} years old", min=jury.min_age))
     member_days = (today - china_day(membership.joined_at)).days
     if member_days < jury.min_member_days:
-        reasons.append(rules.Reason.of("Q3", "plan_code", "jurors must have been members for {min} days",
+        reasons.append(rules.Reason.because("Q3", "plan_code", "jurors must have been members for {min} days",
                                        min=jury.min_member_days))
     score = sum(1 for question in jury.quiz if answers.get(question.id) == question.answer)
     if score < jury.pass_mark:
-        reasons.append(rules.Reason.of("Q4", "answers", "the quiz needs {pass_mark} right answers; you had {score}",
+        reasons.append(rules.Reason.because("Q4", "answers", "the quiz needs {pass_mark} right answers; you had {score}",
                                        pass_mark=jury.pass_mark, score=score))
     if has_fraud_record(session, membership.person_id):
-        reasons.append(rules.Reason.of("Q5", "plan_code", "a member with a claim rejected as fraud may not sit"))
+        reasons.append(rules.Reason.because("Q5", "plan_code", "a member with a claim rejected as fraud may not sit"))
     if reasons:
         raise JurorRefused(reasons)
     juror = Juror(user_id=subject.user_id, plan_code=plan_code, membership_id=membership.id, qualified_at=now,

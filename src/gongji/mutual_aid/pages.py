@@ -46,7 +46,7 @@ from gongji.episodes.pages import (
 from gongji.episodes.schemas import EpisodeCreate
 from gongji.episodes.service import RELATIONSHIPS
 from gongji.ledger.service import leaf_of_entry
-from gongji.mutual_aid import apportionment, claims, jury, membership
+from gongji.mutual_aid import actuarial, apportionment, claims, jury, membership
 from gongji.mutual_aid.models import (
     MEMBERSHIP_STATUSES,
     Charge,
@@ -368,19 +368,36 @@ def notices_page(request: Request, context: Context) -> Response:
     return _page(request, "notices.html", {"notices": found, "plan_names": names, "plan": plan})
 
 
-def _chart(history: list[tuple[int, dt.date, int, int]], gettext: Any) -> str:
-    """The share per member over the periods, as JSON for the page's chart (yuan numbers for the axis)."""
-    return json.dumps({
+def _chart(history: list[tuple[int, dt.date, int, int]], gettext: Any,
+           view: actuarial.ActuarialView | None = None) -> str:
+    """The share per member over the periods, as JSON for the page's chart (yuan numbers for the axis);
+    with the actuarial view, the share the age mix explains and the projected periods (dashed) too."""
+    data: dict[str, Any] = {
         "periods": [f"{number} · {day.isoformat()}" for number, day, _share, _members in history],
         "share": [share / 100 for _number, _day, share, _members in history],
         "members": [members for *_rest, members in history],
         "label": gettext("Share per member (yuan)"),
-    }, ensure_ascii=False).replace("</", "<\\/")
+    }
+    if view is not None and view.projection:
+        ahead = [None] * len(view.projection)
+        data |= {
+            "periods": data["periods"] + [f"{gettext('projected')} · {p.cutoff_day.isoformat()}"
+                                          for p in view.projection],
+            "share": data["share"] + ahead,
+            "expected": [point.expected / 100 for point in view.history] + ahead,
+            "expected_label": gettext("Expected from the age mix (yuan)"),
+            # The dashed line starts at the last actual share so the two read as one.
+            "projection": [None] * max(len(history) - 1, 0) + data["share"][-1:]
+            + [point.share / 100 for point in view.projection],
+            "projection_label": gettext("Projected share per member (yuan)"),
+        }
+    return json.dumps(data, ensure_ascii=False).replace("</", "<\\/")
 
 
 @router.get("/plans/{code}/periods", response_class=HTMLResponse, **access(PUBLIC))
 def periods_page(request: Request, code: str, context: Context) -> Response:
-    """分摊公示: each period's cases, payouts, fee, surplus, members and share, and the share over time."""
+    """分摊公示: each period's cases, payouts, fee, surplus, members and share, and the share over time;
+    for a post-event plan also the actuarial view (精算): the projection, the age mix and the adverse-selection flag."""
     _viewer(request, context)
     with context.transaction() as session:
         plan = _plan(session, code)
@@ -389,9 +406,11 @@ def periods_page(request: Request, code: str, context: Context) -> Response:
         ))
         statements = [apportionment.period_statement(session, period.id) | {"id": period.id} for period in periods]
         history = list(apportionment.share_history(session, code))
+        view = (actuarial.actuarial_view(session, code, today_in_china())
+                if isinstance(plan["spec"].funding, PostEventFunding) else None)
     return _page(request, "periods.html", {
-        "plan": plan, "statements": statements,
-        "chart_json": _chart(history, _gettext(request)),
+        "plan": plan, "statements": statements, "actuarial": view,
+        "chart_json": _chart(history, _gettext(request), view),
     })
 
 

@@ -23,7 +23,7 @@ from __future__ import annotations
 import datetime as dt
 import random
 from collections import Counter
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -97,7 +97,8 @@ class SandboxChannel:
     duplicate_rate: float = 0.05
     failing: frozenset[int] = frozenset()
     _outcomes: dict[str, Notification] = field(default_factory=dict, init=False)
-    _due: list[tuple[dt.datetime, int, Notification]] = field(default_factory=list, init=False)
+    _submitted: Counter[str] = field(default_factory=Counter, init=False)
+    _due: list[tuple[dt.datetime, Notification]] = field(default_factory=list, init=False)
 
     def __post_init__(self) -> None:
         low, high = self.latency
@@ -109,7 +110,6 @@ class SandboxChannel:
 
     def submit(self, requests: list[DebitRequest], now: dt.datetime) -> list[str]:
         for request in requests:
-            draw = random.Random(f"{self.seed}/{request.request_id}/{len(self._due)}")
             note = self._outcomes.get(request.request_id)
             if note is None:
                 outcome = random.Random(f"{self.seed}/{request.request_id}")
@@ -117,16 +117,17 @@ class SandboxChannel:
                 note = Notification(request.request_id, ok, f"sbx-{outcome.getrandbits(48):012x}",
                                     None if ok else outcome.choice(FAILURE_REASONS))
                 self._outcomes[request.request_id] = note
-            copies = 2 if draw.random() < self.duplicate_rate else 1
-            for _ in range(copies):
-                self._due.append((now + dt.timedelta(seconds=draw.uniform(*self.latency)), len(self._due), note))
+            self._submitted[request.request_id] += 1
+            delivery = random.Random(f"{self.seed}/{request.request_id}/{self._submitted[request.request_id]}")
+            for _ in range(2 if delivery.random() < self.duplicate_rate else 1):
+                self._due.append((now + dt.timedelta(seconds=delivery.uniform(*self.latency)), note))
         return [request.request_id for request in requests]
 
     def poll(self, now: dt.datetime) -> list[Notification]:
-        ready = [(order, note) for at, order, note in self._due if at <= now]
+        ready = [note for at, note in self._due if at <= now]
         self._due = [item for item in self._due if item[0] > now]
-        random.Random(f"{self.seed}/poll/{len(ready)}/{now.isoformat()}").shuffle(ready)
-        return [note for _, note in ready]
+        random.Random(f"{self.seed}/poll/{now.isoformat()}/{len(ready)}").shuffle(ready)
+        return ready
 
     @property
     def in_flight(self) -> int:
@@ -154,13 +155,14 @@ def collect_period(session: Session, period_id: int, channel: PaymentChannel, *,
     """
     if batch < 1:
         raise InvalidInput("batch must be at least 1", "batch")
-    due = Charge.status.in_(OPEN) & Charge.channel_ref.is_(None) & (
-        (Charge.status == "pending") | (Charge.updated_at <= now - RETRY_EVERY))
+    candidate = Charge.__table__.alias("candidate")
+    lines = (select(candidate.c.line_no).where(candidate.c.period_id == period_id, _due(candidate.c, now))
+             .order_by(candidate.c.line_no).limit(batch).scalar_subquery())
     submitted = 0
     while True:
-        lines = select(Charge.line_no).where(Charge.period_id == period_id, due).order_by(Charge.line_no).limit(batch)
         rows = session.execute(
-            update(Charge).where(Charge.period_id == period_id, Charge.line_no.in_(lines.scalar_subquery()), due)
+            update(Charge).where(Charge.period_id == period_id, Charge.line_no.in_(lines),
+                                 _due(Charge.__table__.c, now))
             .values(channel_ref=_REQUEST_ID, updated_at=now)
             .returning(Charge.line_no, Charge.membership_id, Charge.amount, Charge.attempts)
             .execution_options(synchronize_session=False)
@@ -173,36 +175,38 @@ def collect_period(session: Session, period_id: int, channel: PaymentChannel, *,
         submitted += len(requests)
 
 
-def _by_period(notes: Iterable[Notification]) -> dict[int, dict[int, Notification]]:
-    """{period: {line: notification}} of well-formed request ids; anything else cannot be ours."""
-    found: dict[int, dict[int, Notification]] = {}
+def _due(charge, now: dt.datetime):
+    """Not in flight, and pending or failed at least `RETRY_EVERY` ago."""
+    retry_due = (charge.status == "retrying") & (charge.updated_at <= now - RETRY_EVERY)
+    return and_(charge.channel_ref.is_(None), (charge.status == "pending") | retry_due)
+
+
+def _by_period(notes: Iterable[Notification]) -> dict[int, dict[str, tuple[int, Notification]]]:
+    """{period: {request id: (line, notification)}} of well-formed request ids; anything else cannot be ours."""
+    found: dict[int, dict[str, tuple[int, Notification]]] = {}
     for note in notes:
         parts = note.request_id.split(":") if isinstance(note.request_id, str) else []
         if len(parts) == 4 and parts[0] == "r" and all(part.isdigit() for part in parts[1:]):
-            found.setdefault(int(parts[1]), {})[int(parts[2])] = note
+            found.setdefault(int(parts[1]), {})[note.request_id] = (int(parts[2]), note)
     return found
 
 
-def _chunks(items: dict[int, Notification]) -> Iterator[dict[int, Notification]]:
-    keys = sorted(items)
-    for start in range(0, len(keys), _MATCH):
-        yield {key: items[key] for key in keys[start:start + _MATCH]}
-
-
-def _claim(session: Session, notes: dict[int, dict[int, Notification]], values: dict):
-    """Move the charges still holding these request ids (and unpaid) to `values`; returns the rows moved."""
+def _claim(session: Session, notes: dict[int, dict[str, tuple[int, Notification]]], values: dict) -> list:
+    """Move the unpaid charges still holding these request ids to `values`, in guarded UPDATEs; the rows moved
+    (period_id, line_no, membership_id, amount, attempts as now stored)."""
     moved = []
-    for period_id, lines in notes.items():
-        for chunk in _chunks(lines):
+    for period_id, by_id in notes.items():
+        ids = sorted(by_id)
+        for start in range(0, len(ids), _MATCH):
+            chunk = ids[start:start + _MATCH]
             moved += session.execute(
                 update(Charge).where(
-                    Charge.period_id == period_id, Charge.line_no.in_(list(chunk)), Charge.status.in_(OPEN),
-                    Charge.channel_ref.in_([note.request_id for note in chunk.values()]),
+                    Charge.period_id == period_id, Charge.line_no.in_(sorted({by_id[i][0] for i in chunk})),
+                    Charge.status.in_(OPEN), Charge.channel_ref.in_(chunk),
                 ).values(**values)
-                .returning(Charge.period_id, Charge.line_no, Charge.membership_id, Charge.amount, Charge.channel_ref)
+                .returning(Charge.period_id, Charge.line_no, Charge.membership_id, Charge.amount, Charge.attempts)
                 .execution_options(synchronize_session=False)
             ).all()
-    # The RETURNING holds the new values; `channel_ref` is untouched by `values` here, so it is the request id.
     return sorted(moved)
 
 
@@ -226,13 +230,15 @@ def handle_notifications(session: Session, notifications: Iterable[Notification]
     paid = _claim(session, successes, {"status": "paid", "updated_at": now})
     failed = _claim(session, failures, {"status": "retrying", "channel_ref": None, "attempts": Charge.attempts + 1,
                                         "updated_at": now})
-    # `failed` rows return channel_ref NULL (the new value): read each one's reason from the notification.
-    reasons = Counter(failures[row.period_id][row.line_no].reason or "unknown" for row in failed)
+    reasons = Counter(
+        failures[row.period_id][_request_id(row.period_id, row.line_no, row.attempts - 1)][1].reason or "unknown"
+        for row in failed)
     entry_seq = None
     if paid:
         session.execute(update(Charge).execution_options(synchronize_session=False), [
             {"period_id": row.period_id, "line_no": row.line_no,
-             "channel_ref": successes[row.period_id][row.line_no].channel_ref} for row in paid])
+             "channel_ref": successes[row.period_id][_request_id(row.period_id, row.line_no, row.attempts)][1]
+             .channel_ref} for row in paid])
         entry_seq = post_bulk_entry(
             session, "collection", "分摊扣款到账", None,
             ((member_account(row.membership_id), -row.amount) for row in paid), counter_account=BANK, actor=actor,

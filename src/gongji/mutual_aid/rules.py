@@ -35,7 +35,7 @@ class Reason:
     text: Text
 
     @classmethod
-    def of(cls, code: str, field_name: str, template: str, **values: Any) -> Reason:
+    def because(cls, code: str, field_name: str, template: str, **values: Any) -> Reason:
         return cls(code, field_name, Text(template, {name: str(value) for name, value in values.items()}))
 
     def as_dict(self) -> dict[str, Any]:
@@ -79,31 +79,31 @@ def join_refusals(
     """Why a person may not join `spec` on `on` (empty: they may). Every reason is listed, not just the first."""
     reasons = []
     if already_member:
-        reasons.append(Reason.of("J6", "id_number", "this person is already a member of {plan}", plan=spec.code))
+        reasons.append(Reason.because("J6", "id_number", "this person is already a member of {plan}", plan=spec.code))
     days_old = (on - birth).days
     age = age_on(birth, on)
     if days_old < spec.min_age_days or age > spec.max_age:
-        reasons.append(Reason.of(
+        reasons.append(Reason.because(
             "J1", "id_number", "entry age is from {min_days} days old to {max} years; this person is {age}",
             min_days=spec.min_age_days, max=spec.max_age, age=age,
         ))
     if tier not in spec.tiers:
-        reasons.append(Reason.of("J2", "tier", "tier {tier} is not offered; choose one of {choices}",
+        reasons.append(Reason.because("J2", "tier", "tier {tier} is not offered; choose one of {choices}",
                                  tier=tier, choices=", ".join(spec.tiers)))
     if isinstance(shares, bool) or not isinstance(shares, int) or not 1 <= shares <= max_shares(spec):
-        reasons.append(Reason.of("J3", "shares", "shares must lie between 1 and {max}", max=max_shares(spec)))
+        reasons.append(Reason.because("J3", "shares", "shares must lie between 1 and {max}", max=max_shares(spec)))
     unanswered = [question.id for question in spec.declaration if not isinstance(declaration.get(question.id), bool)]
     if unanswered:
-        reasons.append(Reason.of("J4", "declaration", "the health declaration is incomplete: {questions}",
+        reasons.append(Reason.because("J4", "declaration", "the health declaration is incomplete: {questions}",
                                  questions=", ".join(unanswered)))
     declared = [question.id for question in spec.declaration if question.disqualifying and declaration.get(question.id)]
     if declared:
-        reasons.append(Reason.of(
+        reasons.append(Reason.because(
             "J5", "declaration", "the health declaration rules out joining (answered yes: {questions})",
             questions=", ".join(declared),
         ))
     if last_left is not None and (on - last_left).days < spec.rejoin_after_days:
-        reasons.append(Reason.of(
+        reasons.append(Reason.because(
             "J7", "plan_code", "a member who left may join again {days} days after leaving, from {date}",
             days=spec.rejoin_after_days, date=last_left + dt.timedelta(days=spec.rejoin_after_days),
         ))
@@ -175,10 +175,10 @@ def reimbursement(
     amount = min(amount, residual)
     reasons = []
     if amount == 0:
-        reasons.append(Reason.of("R7", "episode_id", "nothing is left to pay after the deductible of {deductible} fen",
+        reasons.append(Reason.because("R7", "episode_id", "nothing is left to pay after the deductible of {deductible} fen",
                                  deductible=steps["deductible"]))
     elif amount < payment.min_payout:
-        reasons.append(Reason.of("R8", "episode_id", "{amount} fen is below the minimum payout of {min} fen",
+        reasons.append(Reason.because("R8", "episode_id", "{amount} fen is below the minimum payout of {min} fen",
                                  amount=amount, min=payment.min_payout))
         amount = 0
     steps["amount"] = amount
@@ -217,35 +217,35 @@ def assess_claim(spec: PlanSpec, facts: ClaimFacts) -> Assessment:
     reasons: list[Reason] = []
     group = spec.disease_group(plan_icd10(facts.icd10))
     if not facts.active_at_event:
-        reasons.append(Reason.of("R6", "membership_id", "the membership was not in force on {date}",
+        reasons.append(Reason.because("R6", "membership_id", "the membership was not in force on {date}",
                                  date=facts.event_on))
     if group is None:
-        reasons.append(Reason.of("R2", "episode_id", "diagnosis {icd10} is not covered by {plan}",
+        reasons.append(Reason.because("R2", "episode_id", "diagnosis {icd10} is not covered by {plan}",
                                  icd10=facts.icd10, plan=spec.code))
     waits_until = facts.protected_from
     if group is not None and group.waiting_days is not None:
         waits_until = facts.joined_on + dt.timedelta(days=group.waiting_days)
     if facts.event_on < waits_until:
-        reasons.append(Reason.of("R1", "episode_id", "not yet protected: cover for this disease starts on {date}",
+        reasons.append(Reason.because("R1", "episode_id", "not yet protected: cover for this disease starts on {date}",
                                  date=waits_until))
     age = age_on(facts.birth, facts.event_on)
     if age > spec.last_age:
-        reasons.append(Reason.of("R3", "episode_id", "age {age} at the event is above the plan's limit of {max}",
+        reasons.append(Reason.because("R3", "episode_id", "age {age} at the event is above the plan's limit of {max}",
                                  age=age, max=spec.last_age))
     payment = spec.payment
     if isinstance(payment, FixedPayment):
         if group is not None and group.code in facts.groups_claimed:
-            reasons.append(Reason.of("R5", "episode_id", "{group} was already claimed under this membership",
+            reasons.append(Reason.because("R5", "episode_id", "{group} was already claimed under this membership",
                                      group=group.code))
     else:
         if payment.claims_per_year is not None and facts.claims_this_year >= payment.claims_per_year:
-            reasons.append(Reason.of("R4", "episode_id", "the limit of {count} claims a year is reached",
+            reasons.append(Reason.because("R4", "episode_id", "the limit of {count} claims a year is reached",
                                      count=payment.claims_per_year))
         if payment.annual_cap is not None and facts.paid_this_year >= payment.annual_cap:
-            reasons.append(Reason.of("R4", "episode_id", "the annual limit of {cap} fen is reached",
+            reasons.append(Reason.because("R4", "episode_id", "the annual limit of {cap} fen is reached",
                                      cap=payment.annual_cap))
     if facts.residual <= 0:
-        reasons.append(Reason.of("R7", "episode_id", "nothing is left to pay: the episode is fully covered"))
+        reasons.append(Reason.because("R7", "episode_id", "nothing is left to pay: the episode is fully covered"))
     if reasons:
         return Assessment(group, 0, reasons)
     if isinstance(payment, FixedPayment):
