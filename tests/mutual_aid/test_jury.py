@@ -12,7 +12,7 @@ import yaml
 from conftest import NOW
 
 from gongji.core.db import transaction
-from gongji.core.errors import Conflict, Forbidden
+from gongji.core.errors import Conflict, NotFound
 from gongji.mutual_aid import claims as cl
 from gongji.mutual_aid import jury
 from gongji.mutual_aid.membership import advance_memberships
@@ -151,11 +151,11 @@ def test_one_vote_each_only_jurors_not_on_their_own_claim_and_only_while_open(ma
         _vote(ma, voter, case_id, False)
     with ma() as session:
         assert jury.open_cases_for(session, voter, NOW) == []
-    with pytest.raises(Forbidden):
+    with pytest.raises(NotFound):  # not a juror of this plan: the case does not exist for them
         _vote(ma, make_user("member"), case_id, True)
     with transaction(ma) as session:  # the claimant's own account qualifies, but may not vote on its own claim
         jury.qualify_juror(session, vault, member, PLAN, RIGHT, now=NOW)
-    with pytest.raises(Forbidden):
+    with pytest.raises(NotFound):
         _vote(ma, member, case_id, True)
     with pytest.raises(Conflict):
         _vote(ma, juror(), case_id, True, now=NOW + dt.timedelta(days=3))

@@ -172,7 +172,7 @@ def test_a_claim_goes_from_the_bill_to_the_operator_and_is_disputed(app, client)
     with app.state.gongji.transaction() as session:
         assert session.get(Claim, claim_id).status == "disputed"
 
-    sign_in(client, "assessor")  # only operator_admin and reviewer put cases to the jury
+    sign_in(client, "reviewer")  # only the operator's admin puts cases to the jury
     assert post(client, f"/mutual-aid/operator/claims/{claim_id}/jury").status_code == 403
     sign_in(client, "operator_admin")
     assert post(client, f"/mutual-aid/operator/claims/{claim_id}/jury").status_code == 303

@@ -62,8 +62,8 @@ def band_count(last_age: int) -> int:
 
 
 def band_labels(last_age: int) -> tuple[str, ...]:
-    return tuple(f"{low}–{min(low + BAND_YEARS - 1, last_age)}"
-                 for low in range(0, band_count(last_age) * BAND_YEARS, BAND_YEARS))
+    highs = [min(low + BAND_YEARS - 1, last_age) for low in range(0, band_count(last_age) * BAND_YEARS, BAND_YEARS)]
+    return tuple(f"{high - high % BAND_YEARS}–{high}" if high % BAND_YEARS else str(high) for high in highs)
 
 
 def year_fraction(day: dt.date) -> float:
@@ -334,14 +334,16 @@ def actuarial_view(session: Session, plan_code: str, today: dt.date, horizon: in
     history = [HistoryPoint(period.number, china_date(period.cutoff_at), period.members, period.share, to_fen(cost))
                for period, cost in zip(periods, explained, strict=True)]
 
-    cutoffs = _next_cutoffs(spec, today, horizon)
-    current = _birth_years(session, plan_code, cutoffs[0]) if cutoffs else {}
+    # Who shares at the next cut-off, aged forward over the coming periods; nothing observed, nothing projected.
+    cutoffs = _next_cutoffs(spec, today, max(horizon, 1))
+    current = _birth_years(session, plan_code, cutoffs[0])
+    mix_now = age_mix(current, year_fraction(china_date(cutoffs[0])), bands)
+    cutoffs = cutoffs[:horizon] if exposure.sum() > 0 else []
     starts = [_previous_cutoff(spec, cutoffs[0]), *cutoffs] if cutoffs else []
     projected = project_shares(
         [age_mix(current, year_fraction(china_date(cutoff)), bands) for cutoff in cutoffs], incidence, mean_payout,
         [_years(start, end) for start, end in zip(starts, cutoffs, strict=False)], fee_rate,
     )
-    mix_now = age_mix(current, year_fraction(china_date(cutoffs[0])), bands) if cutoffs else np.zeros(bands)
 
     window_start = history[-1].cutoff_day - dt.timedelta(days=window_days) if history else today
     window = [index for index, point in enumerate(history) if point.cutoff_day > window_start]

@@ -71,7 +71,7 @@ JOIN_FIELDS = ("id_number", "name", "relationship", "tier", "shares", "declarati
 CLAIM_FIELDS = ("membership_id", *EPISODE_FIELDS)
 #: Claim statuses an operator acts on, in the order of the review (报案 → 初审 → 公估 → 复审 → 评审团 → 决定).
 #: Staff who put disputes to the jury and close its cases.
-JURY_CLERKS = ("operator_admin", "reviewer")
+JURY_CLERKS = ("operator_admin",)
 REVIEW_ORDER = ("filed", "first_review", "investigating", "re_review", "disputed", "jury", "rejected", "approved",
                 "noticed", "paid", "closed")
 
