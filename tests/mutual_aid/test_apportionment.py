@@ -191,7 +191,7 @@ def test_caps_leave_an_uncovered_amount_that_the_next_period_collects(scheduled)
 
 def test_the_annual_cap_binds_per_member_across_periods(plans):
     with transaction(plans) as session:
-        early, late = add_member(session, EXACT), None
+        early = add_member(session, EXACT)
         add_claim(session, EXACT, early, 18_000 * 100 - 1)  # early alone pays it all (less the fee's rounding)
     # online-icu has no annual cap: give this test one by a spec with the cap, version 2.
     with transaction(plans) as session:

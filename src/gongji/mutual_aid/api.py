@@ -48,6 +48,7 @@ from gongji.mutual_aid.schemas import (
     VoteRequest,
 )
 from gongji.rules.schemas import Money, today_in_china
+from gongji.web.i18n import accepted_language
 
 router = APIRouter(prefix="/api", tags=["mutual aid"], responses=problem_responses(401, 403, 404, 409, 422))
 Context = Annotated[AppContext, Depends(get_context)]
@@ -132,7 +133,7 @@ def notices(
     plan: Annotated[str | None, Query(pattern=r"^[a-z0-9][a-z0-9-]{1,62}$")] = None,
 ) -> list[NoticeOut]:
     """The public notice board (公示): approved cases in their notice period, identity masked."""
-    english = request_gettext(request)("Plans") == "Plans"
+    english = accepted_language(request.headers.get("accept-language")) == "en"
     with context.transaction() as session:
         return [
             NoticeOut(

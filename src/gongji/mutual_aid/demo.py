@@ -19,7 +19,7 @@ from gongji.api.auth import Principal
 from gongji.core.identity import IdentityVault, check_char
 from gongji.core.persistence import CHINA_TIME, china_day, utcnow
 from gongji.episodes.service import coverage_of, create_episode, record_coverage, settle_statutory
-from gongji.mutual_aid import apportionment, claims, jury, membership
+from gongji.mutual_aid import apportionment, claims, jury, membership, payments
 from gongji.mutual_aid.models import Claim, Membership
 from gongji.rules.params import ParameterBook
 
@@ -108,6 +108,8 @@ class _Story:
         self.session, self.vault, self.book, self.accounts, self.rng, self.now = session, vault, book, accounts, rng, now
         self.name_for, self.used = name_for, used
         self.reviewer, self.assessor = accounts["ma.reviewer"], accounts["ma.assessor"]
+        self.channel = payments.SandboxChannel(seed=int(rng.integers(0, 2**31)), latency=(5.0, 600.0),
+                                               failure_rate=0.02, duplicate_rate=0.01)
         self.joined = 0
 
     def _bill(self, person_id: int, admitted: dt.date, icd10: str, fen: int) -> int:
@@ -128,7 +130,12 @@ class _Story:
         claims.re_review(self.session, self.vault, self.reviewer, claim.id, approve=True, note="同意给付",
                          now=at + dt.timedelta(days=3))
 
-    def _member_of(self, ids: list[int]) -> int:
+    def _member_of(self, ids: list[int], protected_by: dt.date | None = None) -> int:
+        """A member of the roster at random; with `protected_by`, one already protected (and still in) by then."""
+        if protected_by is not None:
+            ids = list(self.session.scalars(select(Membership.id).where(
+                Membership.id.in_(ids), Membership.status == "protected", Membership.protected_from < protected_by,
+            ).order_by(Membership.id)))
         return ids[int(self.rng.integers(0, len(ids)))]
 
     def history(self, ids_by_plan: dict[str, list[int]]) -> int:
@@ -152,8 +159,19 @@ class _Story:
                 period = apportionment.open_period(self.session, plan, cutoff_at=cutoff,
                                                    charge_on=cutoff_day + dt.timedelta(days=7), actor=ACTOR)
                 apportionment.apportion(self.session, period.id, actor=ACTOR)
+                self._collect(period, cutoff + dt.timedelta(days=7))
                 periods += 1
         return periods
+
+    def _collect(self, period, charge_at: dt.datetime) -> None:
+        """扣款 through the sandbox channel: most succeed, a few fail and are retried on the next days."""
+        for day in range(3):
+            at = charge_at + dt.timedelta(days=day)
+            payments.collect_period(self.session, period.id, self.channel, now=at)
+            payments.handle_notifications(self.session, self.channel.poll(at + dt.timedelta(hours=1)),
+                                          now=at + dt.timedelta(hours=1), actor=ACTOR)
+        # Members still failing after the retry window are removed, their charges written off (移出).
+        payments.retry_failed(self.session, period.plan_code, charge_at + dt.timedelta(days=7), actor=ACTOR)
 
     def today(self, ids_by_plan: dict[str, list[int]]) -> int:
         """The demo accounts' own story, and one claim in each state of review."""
@@ -179,9 +197,9 @@ class _Story:
         pool = ids_by_plan["online-comprehensive"]
         # One claim in each state, in review order.
         self._file(child.id, "C91.0", admitted, 25_000_000, recent)  # filed: waiting for first review
-        investigating = self._file(self._member_of(pool), "C34.1", admitted, 18_000_000, recent)
+        investigating = self._file(self._member_of(pool, admitted), "C34.1", admitted, 18_000_000, recent)
         claims.first_review(self.session, self.reviewer, investigating.id, approve=True, note="材料齐全", now=recent)
-        re_review = self._file(self._member_of(pool), "I21.0", admitted, 12_000_000, recent)
+        re_review = self._file(self._member_of(pool, admitted), "I21.0", admitted, 12_000_000, recent)
         claims.first_review(self.session, self.reviewer, re_review.id, approve=True, note="材料齐全", now=recent)
         claims.record_investigation(self.session, self.assessor, re_review.id, summary="住院经过与病历一致",
                                     findings="", now=recent)
@@ -195,10 +213,10 @@ class _Story:
         claims.first_review(self.session, self.reviewer, to_jury.id, approve=False, note="既往症存疑", now=recent)
         claims.dispute(self.session, member, to_jury.id, reason="确诊在等待期之后", now=recent)
         jury.open_case(self.session, to_jury.id, actor=ACTOR, now=self.now - dt.timedelta(hours=2))
-        noticed = self._file(self._member_of(pool), "C22.0", admitted, 22_000_000, recent)
+        noticed = self._file(self._member_of(pool, admitted), "C22.0", admitted, 22_000_000, recent)
         self._approve(noticed, recent, "经公估核实，肝癌诊断属实")
         # 关闭: an ICU case approved, then fully paid by another layer before the period; it closes unpaid.
-        icu = self._file(self._member_of(ids_by_plan["online-icu"]), "J96.0", admitted, 9_000_000, recent)
+        icu = self._file(self._member_of(ids_by_plan["online-icu"], admitted), "J96.0", admitted, 9_000_000, recent)
         self._approve(icu, recent, "重症监护记录属实")
         record_coverage(self.session, icu.episode_id, "charity", "示例慈善救助项目",
                         coverage_of(self.session, icu.episode_id).residual, {"demo": True}, ACTOR)
