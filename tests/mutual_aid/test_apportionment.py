@@ -245,3 +245,22 @@ def test_next_period_dates_follow_the_calendar(plans):
         dt.datetime(2024, 3, 20, 16, tzinfo=dt.UTC), dt.date(2024, 3, 28))
     assert apportionment.next_period_dates(spec, dt.date(2024, 12, 25)) == (
         dt.datetime(2025, 1, 6, 16, tzinfo=dt.UTC), dt.date(2025, 1, 14))
+
+
+def test_the_apportion_command_charges_a_period_and_prints_its_statement(plans, db_url, tmp_path):
+    """`gongji apportion PLAN PERIOD`, the real command: the statement it prints is the one recorded."""
+    from test_cli_ledger_explain import run_cli
+
+    with transaction(plans) as session:
+        members = [add_member(session, EXACT) for _ in range(3)]
+        add_claim(session, EXACT, members[0], 1_000_000)
+        period = apportionment.open_period(session, EXACT, cutoff_at=CUTOFF, charge_on=CUTOFF_DAY, actor="test")
+    env = {"GONGJI_DATABASE_URL": db_url, "GONGJI_VAR_DIR": str(tmp_path / "var")}
+    missing = run_cli("apportion", EXACT, "9", env=env)
+    assert missing.returncode == 2 and "no period 9" in missing.stderr
+    done = run_cli("apportion", EXACT, str(period.number), env=env)
+    assert done.returncode == 0, done.stderr
+    with plans() as session:
+        recorded = session.get(Period, period.id)
+        assert recorded.status == "apportioned" and recorded.charged == 1_080_000  # the claim plus the 8% fee
+    assert "10,800.00" in done.stdout and "members 参与分摊人数" in done.stdout and "3" in done.stdout
