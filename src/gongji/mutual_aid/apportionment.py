@@ -31,6 +31,7 @@ from gongji.ledger import service as ledger
 from gongji.ledger.service import LineReceipt
 from gongji.mutual_aid import sharing
 from gongji.mutual_aid.accounts import fee_account, member_account, pool_account
+from gongji.mutual_aid.claims import pay_claim, payable_amount
 from gongji.mutual_aid.models import Charge, Claim, Period
 from gongji.mutual_aid.plans import PlanSpec, PostEventFunding, plan_at, plan_version
 
@@ -261,13 +262,16 @@ def apportion(session: Session, period_id: int, *, actor: str, progress: Progres
     funding = _funding(spec)
     cutoff_day = china_date(period.cutoff_at)
 
-    claims = session.execute(
-        select(Claim.id, Claim.amount_approved).where(
+    cases = session.scalars(
+        select(Claim).where(
             Claim.plan_code == period.plan_code, Claim.status == "noticed", Claim.period_id.is_(None),
             Claim.notice_until < cutoff_day,
         ).order_by(Claim.id)
     ).all()
-    payouts = [int(amount or 0) for _, amount in claims]
+    # What each case will really pay: a reimbursement that another layer has since covered asks for less.
+    claims = [(claim.id, claim.amount_approved or 0) for claim in cases]
+    payouts = [payable_amount(session, claim, plan_version(session, claim.plan_code, claim.plan_version))
+               for claim in cases]
     due = sharing.amount_to_collect(sum(payouts), funding.fee_rate, _previous_carry(session, period, funding))
 
     where = {"plan": period.plan_code, "cutoff_at": period.cutoff_at, "cutoff_day": cutoff_day}
@@ -332,8 +336,6 @@ def _pay_claims(session: Session, period: Period, claims, payouts: list[int], ac
     """Stamp the claims with the period (one UPDATE) and pay each through the claims service."""
     if not claims:
         return
-    from gongji.mutual_aid.claims import pay_claim  # written beside this module; imported when first needed
-
     session.execute(update(Claim).where(Claim.id.in_([claim_id for claim_id, _ in claims])).values(
         period_id=period.id))
     for (claim_id, approved), paid in zip(claims, payouts, strict=True):

@@ -256,6 +256,13 @@ def payable(claim: Claim, spec: PlanSpec, today: dt.date) -> bool:
     return isinstance(spec.funding, ContributionFunding) or claim.notice_until < today
 
 
+def payable_amount(session: Session, claim: Claim, spec: PlanSpec) -> int:
+    """What paying the claim now would pay: a fixed payout in full, a reimbursement within what is left of the bill."""
+    if isinstance(spec.payment, FixedPayment):
+        return claim.amount_approved or 0
+    return min(claim.amount_approved or 0, coverage_of(session, claim.episode_id).residual)
+
+
 def pay_claim(session: Session, claim_id: int, *, actor: str, now: dt.datetime | None = None) -> Claim:
     """互助金给付: the pool pays the family through custody, and the coverage registry records what covers the bill.
 
@@ -274,7 +281,7 @@ def pay_claim(session: Session, claim_id: int, *, actor: str, now: dt.datetime |
                        values={"status": claim.status, "until": claim.notice_until})
     residual = coverage_of(session, claim.episode_id).residual
     covers = min(claim.amount_approved, residual)
-    amount = claim.amount_approved if isinstance(spec.payment, FixedPayment) else covers
+    amount = payable_amount(session, claim, spec)
     note = "" if covers == claim.amount_approved else f"residual {residual} fen; {claim.amount_approved} approved"
     if amount <= 0:
         claim.status = "closed"

@@ -262,4 +262,6 @@ class Charge(Base):
     status: Mapped[str] = mapped_column(String(16), default="pending")
     attempts: Mapped[int] = mapped_column(SmallInteger, default=0)
     channel_ref: Mapped[str | None] = mapped_column(String(64))
+    #: When collecting it first failed: the plan's retry window (funding.retry_days) runs from here.
+    first_failed_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
     updated_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)

@@ -27,7 +27,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Protocol
 
-from sqlalchemy import String, and_, case, cast, exists, literal, select, update
+from sqlalchemy import String, and_, case, cast, exists, func, literal, select, update
 from sqlalchemy.orm import Session
 
 from gongji.core.audit import record_audit
@@ -229,6 +229,7 @@ def handle_notifications(session: Session, notifications: Iterable[Notification]
 
     paid = _claim(session, successes, {"status": "paid", "updated_at": now})
     failed = _claim(session, failures, {"status": "retrying", "channel_ref": None, "attempts": Charge.attempts + 1,
+                                        "first_failed_at": func.coalesce(Charge.first_failed_at, now),
                                         "updated_at": now})
     reasons = Counter(
         failures[row.period_id][_request_id(row.period_id, row.line_no, row.attempts - 1)][1].reason or "unknown"
@@ -297,26 +298,21 @@ def _mark_collected(session: Session, period_ids: set[int]) -> None:
 
 
 def retry_failed(session: Session, plan_code: str, now: dt.datetime, *, actor: str = "payments") -> dict[str, int]:
-    """移出: give up the charges of members suspended longer than the plan's `funding.retry_days`.
+    """移出: give up the charges still failing `funding.retry_days` after their first failure.
 
-    Their charges waiting for a retry (not those in flight, whose outcome is still coming) fail, the
-    suspended members are removed (one UPDATE, audited as one batch), and the written-off receivables are
-    moved back from the pool by one bulk `adjustment` entry (member receivable credited, pool debited), so
-    the pool shows the shortfall. Charges of members already gone fail on the same clock, from their leaving.
-    Returns counts: charges failed, members removed, fen written off.
+    Those waiting for a retry (not those in flight, whose outcome is still coming) fail, their suspended
+    members are removed (one UPDATE, audited as one batch), and the written-off receivables are moved back
+    from the pool by one bulk `adjustment` entry (member receivable credited, pool debited), so the pool
+    shows the shortfall. Returns counts: charges failed, members removed, fen written off.
     """
     _, spec = plan_at(session, plan_code, china_day(now))
     if not isinstance(spec.funding, PostEventFunding):
         raise InvalidInput("plan {code} is not shared after the event", "plan_code", values={"code": plan_code})
     deadline = now - dt.timedelta(days=spec.funding.retry_days)
-    overdue = select(Membership.id).where(
-        Membership.plan_code == plan_code, Membership.status.in_(("suspended", "removed", "withdrawn")),
-        Membership.status_changed_at <= deadline,
-    )
     failed = session.execute(
         update(Charge).where(
             Charge.period_id.in_(select(Period.id).where(Period.plan_code == plan_code)),
-            Charge.status == "retrying", Charge.channel_ref.is_(None), Charge.membership_id.in_(overdue),
+            Charge.status == "retrying", Charge.channel_ref.is_(None), Charge.first_failed_at <= deadline,
         ).values(status="failed", updated_at=now)
         .returning(Charge.period_id, Charge.line_no, Charge.membership_id, Charge.amount)
         .execution_options(synchronize_session=False)

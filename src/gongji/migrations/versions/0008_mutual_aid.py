@@ -199,6 +199,7 @@ def upgrade() -> None:
         sa.Column("status", sa.String(16), nullable=False),
         sa.Column("attempts", sa.SmallInteger, nullable=False),
         sa.Column("channel_ref", sa.String(64), nullable=True),
+        _timestamp("first_failed_at", nullable=True),
         _timestamp("updated_at", nullable=True),
         sa.CheckConstraint("status IN ('pending', 'paid', 'retrying', 'failed')", name="ck_ma_charges_status"),
         sa.CheckConstraint("amount > 0", name="ck_ma_charges_amount"),
