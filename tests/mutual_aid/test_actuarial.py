@@ -27,7 +27,7 @@ from gongji.mutual_aid.actuarial import (
     to_fen,
     year_fraction,
 )
-from gongji.mutual_aid.apportionment import CHINA
+from gongji.core.persistence import CHINA_TIME
 from gongji.mutual_aid.models import Claim, Membership, Period
 
 BANDS = 6
@@ -172,7 +172,7 @@ COHORTS = {2002: 20, 1991: 30, 1976: 30}
 
 def _cutoffs() -> list[dt.datetime]:
     days = [dt.date(2024, month, day) for month in range(1, 7) for day in (7, 21)]
-    return [dt.datetime.combine(day, dt.time(), CHINA).astimezone(dt.UTC) for day in days]
+    return [dt.datetime.combine(day, dt.time(), CHINA_TIME).astimezone(dt.UTC) for day in days]
 
 
 def _person(session, birth_year: int) -> int:

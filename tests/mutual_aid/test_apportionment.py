@@ -14,6 +14,7 @@ from hypothesis import strategies as st
 from sqlalchemy import func, insert, select, update
 
 from gongji.core.db import transaction
+from gongji.core.persistence import china_day
 from gongji.episodes.models import Episode, Person
 from gongji.ledger import merkle
 from gongji.ledger.checkpoint import open_note
@@ -80,7 +81,7 @@ def add_claim(session, plan: str, membership_id: int, amount: int, *, notice_unt
 def open_and_apportion(sessions, plan: str, cutoff: dt.datetime = CUTOFF) -> Period:
     with transaction(sessions) as session:
         period = apportionment.open_period(session, plan, cutoff_at=cutoff,
-                                           charge_on=apportionment.china_date(cutoff) + dt.timedelta(days=7),
+                                           charge_on=china_day(cutoff) + dt.timedelta(days=7),
                                            actor="test")
         seen = []
         apportionment.apportion(session, period.id, actor="test", progress=lambda *step: seen.append(step))
@@ -108,7 +109,7 @@ def test_charges_are_exact_within_the_caps_and_only_for_members_protected_at_the
         # Each example one period later, with the earlier examples' members gone and their claims closed.
         earlier = session.scalar(select(func.count()).select_from(Period).where(Period.plan_code == plan))
         cutoff = CUTOFF + dt.timedelta(days=15 * earlier)
-        cutoff_day = apportionment.china_date(cutoff)
+        cutoff_day = china_day(cutoff)
         session.execute(update(Membership).where(Membership.plan_code == plan).values(
             status="withdrawn", left_at=cutoff - dt.timedelta(days=1)))
         session.execute(update(Claim).where(Claim.plan_code == plan).values(status="closed"))

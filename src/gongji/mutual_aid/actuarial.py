@@ -36,8 +36,9 @@ from sqlalchemy import and_, func, or_, select
 from sqlalchemy.orm import Session
 
 from gongji.core.errors import InvalidInput
+from gongji.core.persistence import china_day
 from gongji.episodes.models import Person
-from gongji.mutual_aid.apportionment import china_date, next_period_dates
+from gongji.mutual_aid.apportionment import next_period_dates
 from gongji.mutual_aid.models import Claim, Membership, Period
 from gongji.mutual_aid.plans import FixedPayment, PlanSpec, PostEventFunding, plan_at
 
@@ -204,7 +205,7 @@ def _sharing_at(plan_code: str, cutoff_at: dt.datetime):
     """Apportionment's rule: protected at the cut-off instant and not gone by then (see apportionment.py)."""
     return and_(
         Membership.plan_code == plan_code,
-        Membership.protected_from <= china_date(cutoff_at),
+        Membership.protected_from <= china_day(cutoff_at),
         Membership.joined_at < cutoff_at,
         or_(Membership.status.in_(("waiting", "protected", "suspended")),
             and_(Membership.status.in_(("removed", "withdrawn")), Membership.left_at > cutoff_at)),
@@ -259,14 +260,14 @@ def _next_cutoffs(spec: PlanSpec, today: dt.date, count: int) -> list[dt.datetim
     day = today
     for _ in range(count):
         cutoffs.append(next_period_dates(spec, day)[0])
-        day = china_date(cutoffs[-1])
+        day = china_day(cutoffs[-1])
     return cutoffs
 
 
 def _previous_cutoff(spec: PlanSpec, cutoff_at: dt.datetime) -> dt.datetime:
     """The calendar's cut-off before `cutoff_at`, so the first projected period has the calendar's length."""
-    earlier = next_period_dates(spec, china_date(cutoff_at) - dt.timedelta(days=32))[0]
-    while (following := next_period_dates(spec, china_date(earlier))[0]) < cutoff_at:
+    earlier = next_period_dates(spec, china_day(cutoff_at) - dt.timedelta(days=32))[0]
+    while (following := next_period_dates(spec, china_day(earlier))[0]) < cutoff_at:
         earlier = following
     return earlier
 
@@ -308,7 +309,7 @@ def actuarial_view(session: Session, plan_code: str, today: dt.date, horizon: in
     exposure = np.zeros(bands)
     previous: dt.datetime | None = None
     for period in periods:
-        at = year_fraction(china_date(period.cutoff_at))
+        at = year_fraction(china_day(period.cutoff_at))
         length = _years(previous, period.cutoff_at) if previous else nominal_years
         mix = age_mix(_birth_years(session, plan_code, period.cutoff_at), at, bands)
         mixes.append(mix)
@@ -331,17 +332,17 @@ def actuarial_view(session: Session, plan_code: str, today: dt.date, horizon: in
 
     explained = [expected_cost(mix, incidence, mean_payout, length, fee_rate)
                  for mix, length in zip(mixes, lengths, strict=True)]
-    history = [HistoryPoint(period.number, china_date(period.cutoff_at), period.members, period.share, to_fen(cost))
+    history = [HistoryPoint(period.number, china_day(period.cutoff_at), period.members, period.share, to_fen(cost))
                for period, cost in zip(periods, explained, strict=True)]
 
     # Who shares at the next cut-off, aged forward over the coming periods; nothing observed, nothing projected.
     cutoffs = _next_cutoffs(spec, today, max(horizon, 1))
     current = _birth_years(session, plan_code, cutoffs[0])
-    mix_now = age_mix(current, year_fraction(china_date(cutoffs[0])), bands)
+    mix_now = age_mix(current, year_fraction(china_day(cutoffs[0])), bands)
     cutoffs = cutoffs[:horizon] if exposure.sum() > 0 else []
     starts = [_previous_cutoff(spec, cutoffs[0]), *cutoffs] if cutoffs else []
     projected = project_shares(
-        [age_mix(current, year_fraction(china_date(cutoff)), bands) for cutoff in cutoffs], incidence, mean_payout,
+        [age_mix(current, year_fraction(china_day(cutoff)), bands) for cutoff in cutoffs], incidence, mean_payout,
         [_years(start, end) for start, end in zip(starts, cutoffs, strict=False)], fee_rate,
     )
 
@@ -355,6 +356,6 @@ def actuarial_view(session: Session, plan_code: str, today: dt.date, horizon: in
         incidence={label: {group: float(incidence[b, g]) for g, group in enumerate(groups)}
                    for b, label in enumerate(labels)},
         history=history,
-        projection=[ProjectedPoint(china_date(cutoff), share) for cutoff, share in zip(cutoffs, projected, strict=True)],
+        projection=[ProjectedPoint(china_day(cutoff), share) for cutoff, share in zip(cutoffs, projected, strict=True)],
         flag=flag,
     )

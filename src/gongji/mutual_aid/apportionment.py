@@ -26,7 +26,7 @@ from sqlalchemy.orm import Session
 
 from gongji.core.audit import record_audit
 from gongji.core.errors import Conflict, InvalidInput, NotFound
-from gongji.core.persistence import UTCDateTime, lock_row, utcnow
+from gongji.core.persistence import CHINA_TIME, UTCDateTime, china_day, lock_row, utcnow
 from gongji.ledger import service as ledger
 from gongji.ledger.service import LineReceipt
 from gongji.mutual_aid import sharing
@@ -35,14 +35,9 @@ from gongji.mutual_aid.claims import pay_claim, payable_amount
 from gongji.mutual_aid.models import Charge, Claim, Period
 from gongji.mutual_aid.plans import PlanSpec, PostEventFunding, plan_at, plan_version
 
-CHINA = dt.timezone(dt.timedelta(hours=8), "Asia/Shanghai")
 Progress = Callable[[str, int, int], None]
 #: Lines handed to the ledger per progress report.
 _CHUNK = 100_000
-
-
-def china_date(instant: dt.datetime) -> dt.date:
-    return instant.astimezone(CHINA).date()
 
 
 def _funding(spec: PlanSpec) -> PostEventFunding:
@@ -63,7 +58,7 @@ def next_period_dates(spec: PlanSpec, today: dt.date) -> tuple[dt.datetime, dt.d
                 charge_on = first.replace(day=charge)
                 if charge <= announce:  # the charge day falls in the next month
                     charge_on = (first + dt.timedelta(days=32)).replace(day=charge)
-                return dt.datetime.combine(day, dt.time(), CHINA).astimezone(dt.UTC), charge_on
+                return dt.datetime.combine(day, dt.time(), CHINA_TIME).astimezone(dt.UTC), charge_on
     raise AssertionError("a calendar always has an announcement day within two months")
 
 
@@ -71,7 +66,7 @@ def open_period(session: Session, plan_code: str, *, cutoff_at: dt.datetime, cha
     """The plan's next period (number = last + 1) under the plan version in force on the cut-off day."""
     if cutoff_at.tzinfo is None:
         raise InvalidInput("cutoff_at must carry a time zone", "cutoff_at")
-    cutoff_day = china_date(cutoff_at)
+    cutoff_day = china_day(cutoff_at)
     if charge_on < cutoff_day:
         raise InvalidInput("the charge day {charge_on} is before the cut-off day {cutoff}", "charge_on",
                            values={"charge_on": charge_on, "cutoff": cutoff_day})
@@ -260,7 +255,7 @@ def apportion(session: Session, period_id: int, *, actor: str, progress: Progres
                        values={"number": period.number, "status": period.status})
     spec = plan_version(session, period.plan_code, period.plan_version)
     funding = _funding(spec)
-    cutoff_day = china_date(period.cutoff_at)
+    cutoff_day = china_day(period.cutoff_at)
 
     cases = session.scalars(
         select(Claim).where(
@@ -402,4 +397,4 @@ def share_history(session: Session, plan_code: str) -> list[tuple[int, dt.date, 
         select(Period.number, Period.cutoff_at, Period.share, Period.members)
         .where(Period.plan_code == plan_code, Period.status != "open").order_by(Period.number)
     ).all()
-    return [(number, china_date(cutoff), share, members) for number, cutoff, share, members in rows]
+    return [(number, china_day(cutoff), share, members) for number, cutoff, share, members in rows]

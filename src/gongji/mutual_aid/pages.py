@@ -31,6 +31,7 @@ from gongji.api.models import OPERATOR_ROLES
 from gongji.core.errors import GongjiError, InvalidInput, NotFound
 from gongji.core.messages import Text
 from gongji.core.money import format_yuan, parse_yuan
+from gongji.core.persistence import china_day
 from gongji.episodes import service as episodes
 from gongji.episodes.models import Person
 from gongji.episodes.pages import (
@@ -502,7 +503,7 @@ def _operator_context(session: Session, principal: Principal, gettext: Any) -> d
             continue
         if isinstance(plan["spec"].funding, PostEventFunding):
             cutoff, charge_on = apportionment.next_period_dates(plan["spec"], today_in_china())
-            plan |= {"next_cutoff": apportionment.china_date(cutoff), "next_charge": charge_on}
+            plan |= {"next_cutoff": china_day(cutoff), "next_charge": charge_on}
         plans.append(plan)
     return {
         "plans": plans, "by_status": [(s, r) for s, r in by_status if r], "statuses": MEMBERSHIP_STATUSES,
