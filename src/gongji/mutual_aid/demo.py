@@ -83,6 +83,7 @@ def load_mutual_aid_demo(
             membership.remove(session, leaving, reason="扣款失败超过重试期", actor=ACTOR,
                               now=now - dt.timedelta(days=int(rng.integers(1, 60))))
     story = _Story(session, vault, book, accounts, rng, now, name_for, used)
+    story.accounts_join()
     periods = story.history(ids_by_plan) + story.today(ids_by_plan)
     return MutualAidDemo(enrolled + story.joined, session.scalar(select(func.count()).select_from(Claim)), periods)
 
@@ -111,6 +112,7 @@ class _Story:
         self.channel = payments.SandboxChannel(seed=int(rng.integers(0, 2**31)), latency=(5.0, 600.0),
                                                failure_rate=0.02, duplicate_rate=0.01)
         self.joined = 0
+        self.members: list[Membership] = []
 
     def _bill(self, person_id: int, admitted: dt.date, icd10: str, fen: int) -> int:
         episode = create_episode(self.session, person_id, admitted, admitted + dt.timedelta(days=12), 3, icd10,
@@ -173,24 +175,25 @@ class _Story:
         # Members still failing after the retry window are removed, their charges written off (移出).
         payments.retry_failed(self.session, period.plan_code, charge_at + dt.timedelta(days=7), actor=ACTOR)
 
+    def accounts_join(self) -> None:
+        """The demo member joins itself, its child and its spouse, and the demo juror itself, 200 days ago —
+        before the closed periods, so their bills are in the member's home."""
+        at = self.now - dt.timedelta(days=200)
+        people = (("member", "张小明", "self", 35), ("member", "张小红", "child", 8), ("member", "王丽", "spouse", 37),
+                  ("juror", "李评审", "self", 42))
+        self.members = [
+            membership.join_plan(self.session, self.vault, self.accounts[account], "online-comprehensive",
+                                 id_number=_id_number(self.rng, self.used, china_day(at), age, age, (1,)), name=name,
+                                 relationship=relationship, declaration=NO, now=at)
+            for account, name, relationship, age in people
+        ]
+        self.joined = len(people)
+        membership.advance_memberships(self.session, "online-comprehensive", self.now, vault=self.vault)
+
     def today(self, ids_by_plan: dict[str, list[int]]) -> int:
         """The demo accounts' own story, and one claim in each state of review."""
-        at = self.now - dt.timedelta(days=200)
         member, juror = self.accounts["member"], self.accounts["juror"]
-        own = membership.join_plan(self.session, self.vault, member, "online-comprehensive",
-                                   id_number=_id_number(self.rng, self.used, china_day(at), 35, 35, (1,)),
-                                   name="张小明", relationship="self", declaration=NO, now=at)
-        child = membership.join_plan(self.session, self.vault, member, "online-comprehensive",
-                                     id_number=_id_number(self.rng, self.used, china_day(at), 8, 8, (1,)),
-                                     name="张小红", relationship="child", declaration=NO, now=at)
-        spouse = membership.join_plan(self.session, self.vault, member, "online-comprehensive",
-                                      id_number=_id_number(self.rng, self.used, china_day(at), 37, 37, (1,)),
-                                      name="王丽", relationship="spouse", declaration=NO, now=at)
-        membership.join_plan(self.session, self.vault, juror, "online-comprehensive",
-                             id_number=_id_number(self.rng, self.used, china_day(at), 42, 42, (1,)),
-                             name="李评审", relationship="self", declaration=NO, now=at)
-        self.joined = 4
-        membership.advance_memberships(self.session, "online-comprehensive", self.now, vault=self.vault)
+        own, child, spouse, _ = self.members
         jury.qualify_juror(self.session, self.vault, juror, "online-comprehensive", QUIZ_ANSWERS, now=self.now)
         recent = self.now - dt.timedelta(days=6)
         admitted = china_day(recent) - dt.timedelta(days=20)
