@@ -111,7 +111,8 @@ def test_a_caseworker_goes_from_login_to_a_printed_settlement_sheet(phone, base_
     page.click("#save-person")
     page.wait_for_selector("#form-errors .errors")
     assert page.inner_text("#error-id_number").strip() and page.inner_text("#error-name").strip()
-    assert page.get_attribute("#id_number", "aria-invalid") == "true"
+    # The fields are marked once htmx has settled the answer (workbench.js), a moment after it is swapped in.
+    page.wait_for_selector('#id_number[aria-invalid="true"]')
     assert page.get_attribute("#name", "aria-invalid") == "true"
     assert fits(page)
     page.fill("#id_number", NEW_ID)
