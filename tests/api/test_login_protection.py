@@ -334,3 +334,10 @@ def test_upgrade_keeps_existing_users_and_the_tokens_pointing_at_them(db_url):
             connection.execute(text("UPDATE users SET role = 'family'"))
     finally:
         engine.dispose()
+
+
+def test_a_name_no_account_can_have_is_an_unknown_name(client):
+    """A NUL byte (refused by PostgreSQL in text) or any name outside the allowed form: 401, never a 500."""
+    for name in ("\x00", "a\x00b", "a b c", "名字"):
+        answer = client.post("/api/auth/login", json={"username": name, "password": "whatever it is 12"})
+        assert answer.status_code == 401, (name, answer.text)

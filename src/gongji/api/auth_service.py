@@ -172,7 +172,11 @@ def authenticate(session: Session, username: str, password: str, *, now: dt.date
     wrong password for a real account counts towards its lockout; the right one clears the count.
     """
     now = now or utcnow()
-    user = session.scalars(select(User).where(User.username == normalise_username(username))).one_or_none()
+    name = normalise_username(username)
+    # A name no account can have (a NUL byte, say, which PostgreSQL refuses in text) is simply unknown.
+    user = None
+    if USERNAME_RE.match(name):
+        user = session.scalars(select(User).where(User.username == name)).one_or_none()
     if user is not None and user.active and user.locked_at(now):
         raise TooManyRequests(RETRY_LATER, retry_after=retry_after(user.locked_until, now))
     stored = user.password_hash if user is not None and user.active else _dummy_hash()

@@ -51,6 +51,8 @@ def get_claim(session: Session, claim_id: int, subject: Subject | None = None) -
 def _text(value: str, field: str, *, required: bool = True) -> str:
     if not isinstance(value, str) or len(value) > _MAX_NOTE or (required and not value.strip()):
         raise InvalidInput("{field} must be 1–{max} characters", field, values={"field": field, "max": _MAX_NOTE})
+    if any(not ch.isprintable() and ch not in "\n\t" for ch in value):
+        raise InvalidInput("{field} contains control characters", field, values={"field": field})
     return value.strip()
 
 

@@ -261,7 +261,7 @@ def _transition(
     session: Session, membership_id: int, to: str, *, actor: str, reason: str, now: dt.datetime | None,
     membership: Membership | None = None,
 ) -> Membership:
-    if not isinstance(reason, str) or len(reason) > _MAX_REASON:
+    if not isinstance(reason, str) or len(reason) > _MAX_REASON or any(not ch.isprintable() for ch in reason):
         raise InvalidInput("reason must be text of at most {max} characters", "reason", values={"max": _MAX_REASON})
     membership = lock_row(session, Membership, membership_id) if membership is None else membership
     if membership is None:
