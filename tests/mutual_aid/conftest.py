@@ -7,7 +7,7 @@ import datetime as dt
 import itertools
 
 import pytest
-from helpers import valid_id_number
+from mutual_aid_data import NO, NOW, person_id_number
 
 from gongji.api.auth import Principal
 from gongji.api.auth_service import create_user
@@ -18,9 +18,6 @@ from gongji.mutual_aid.plans import sync_plans
 from gongji.rules.cascade import default_book
 
 PASSWORD = "correct horse battery"
-#: Every test runs "today" = 1 March 2025 unless it says otherwise.
-NOW = dt.datetime(2025, 3, 1, 9, 0, tzinfo=dt.UTC)
-NO = {"q-cancer": False, "q-hospital": False}
 
 
 @pytest.fixture
@@ -52,13 +49,6 @@ def make_user(ma):
 @pytest.fixture
 def member(make_user) -> Principal:
     return make_user("member")
-
-
-_seqs = itertools.count(100)
-
-
-def person_id_number(birth: dt.date, region: str = "330102") -> str:
-    return valid_id_number(region, birth, next(_seqs) % 1000)
 
 
 @pytest.fixture

@@ -6,7 +6,7 @@ import dataclasses
 import datetime as dt
 
 import pytest
-from conftest import NOW
+from mutual_aid_data import NOW
 from sqlalchemy import func, select
 
 from gongji.core.db import transaction

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-from conftest import NOW
+from mutual_aid_data import NOW
 
 from gongji.core.db import transaction
 from gongji.core.errors import Conflict, NotFound

@@ -5,7 +5,7 @@ from __future__ import annotations
 import datetime as dt
 
 import pytest
-from conftest import NO, NOW, person_id_number
+from mutual_aid_data import NO, NOW, person_id_number
 from sqlalchemy import func, select
 
 from gongji.core.audit import AuditLog

@@ -13,7 +13,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Depends, Path, Query, Request
 from fastapi.responses import JSONResponse
-from sqlalchemy import func, select
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from gongji.api.auth import PUBLIC, CurrentPrincipal, access
@@ -25,8 +25,8 @@ from gongji.core.messages import Text
 from gongji.episodes import service as episodes
 from gongji.episodes.models import Person
 from gongji.mutual_aid import apportionment, claims, jury, membership
-from gongji.mutual_aid.models import Charge, Claim, ClaimStep, JuryCase, Membership, Period, PlanVersion
-from gongji.mutual_aid.plans import plan_at, plan_operator
+from gongji.mutual_aid.models import Charge, Claim, ClaimStep, Membership, Period
+from gongji.mutual_aid.plans import plan_operator
 from gongji.mutual_aid.schemas import (
     BillOut,
     ClaimCreate,
@@ -90,24 +90,13 @@ def _period_out(period: Period) -> PeriodOut:
     )
 
 
-def _own_operator(session: Session, principal: CurrentPrincipal, plan_code: str) -> None:
-    """Operator staff act on their own operator's plans only; a plan of another operator does not exist for them."""
-    if plan_operator(session, plan_code) != principal.operator_code:
-        raise NotFound("no plan {code}", "plan_code", values={"code": plan_code})
-
-
 # --- plans, public ----------------------------------------------------------------------------
 
 
-def current_plans(session: Session) -> list[PlanOut]:
-    """Every plan in its version in force today, with the members protected now."""
-    today = today_in_china()
-    codes = sorted(set(session.scalars(select(PlanVersion.plan_code).where(PlanVersion.effective_from <= today))))
-    protected = dict(session.execute(
-        select(Membership.plan_code, func.count()).where(Membership.status == "protected")
-        .group_by(Membership.plan_code)
-    ).all())
-    return [PlanOut.of(*plan_at(session, code, today), protected.get(code, 0)) for code in codes]
+def current_plans(session: Session, codes: list[str] | None = None) -> list[PlanOut]:
+    """Every plan (or those of `codes`) in its version in force today, with the members protected now."""
+    return [PlanOut.of(plan.version, plan.spec, plan.protected)
+            for plan in membership.plans_in_force(session, today_in_china(), codes)]
 
 
 @router.get("/mutual-aid/plans", response_model=list[PlanOut], **access(PUBLIC))
@@ -121,7 +110,7 @@ def list_plans(context: Context) -> list[PlanOut]:
 def get_plan(plan_code: PlanCode, context: Context) -> PlanOut:
     """One plan in the version in force today: entry ages, payouts, waiting periods, diseases, funding, calendar."""
     with context.transaction() as session:
-        found = [plan for plan in current_plans(session) if plan.code == plan_code]
+        found = current_plans(session, [plan_code])
         if not found:
             raise NotFound("no plan {code}", "plan_code", values={"code": plan_code})
         return found[0]
@@ -329,19 +318,14 @@ def re_review(
 def open_jury_case(claim_id: RowId, context: Context, principal: CurrentPrincipal) -> JuryCaseOut:
     """Put a disputed rejection to the member jury: a brief with masked identity, the plan's quorum."""
     with context.transaction() as session:
-        claim = claims.get_claim(session, claim_id, principal)
-        return JuryCaseOut.of(jury.open_case(session, claim.id, actor=principal.username))
+        return JuryCaseOut.of(jury.open_case(session, claim_id, actor=principal.username, subject=principal))
 
 
 @router.post("/mutual-aid/jury/cases/{case_id}/close", response_model=JuryResultOut, **access("operator_admin"))
 def close_jury_case(case_id: RowId, context: Context, principal: CurrentPrincipal) -> JuryResultOut:
     """Count the votes: below the quorum nothing is decided; otherwise more than half approves."""
     with context.transaction() as session:
-        case = session.get(JuryCase, case_id)
-        if case is None:
-            raise NotFound("no jury case {id}", "case_id", values={"id": case_id})
-        _own_operator(session, principal, case.plan_code)
-        result = jury.close_case(session, case_id, actor=principal.username)
+        result = jury.close_case(session, case_id, actor=principal.username, subject=principal)
         return JuryResultOut(case_id=result.case_id, votes=result.votes, supports=result.supports,
                              quorum=result.quorum, outcome=result.outcome, closes_at=result.closes_at)
 
@@ -353,12 +337,12 @@ def open_period(plan_code: PlanCode, body: PeriodOpen, context: Context, princip
     if (body.cutoff_at is None) != (body.charge_on is None):
         raise InvalidInput("give both cutoff_at and charge_on, or neither", "cutoff_at")
     with context.transaction() as session:
-        _own_operator(session, principal, plan_code)
         if body.cutoff_at is None:
-            period = apportionment.period_schedule(session, plan_code, today_in_china(), actor=principal.username)
+            period = apportionment.period_schedule(session, plan_code, today_in_china(), actor=principal.username,
+                                                   subject=principal)
         else:
             period = apportionment.open_period(session, plan_code, cutoff_at=body.cutoff_at,
-                                               charge_on=body.charge_on, actor=principal.username)
+                                               charge_on=body.charge_on, actor=principal.username, subject=principal)
         return _period_out(period)
 
 
@@ -366,11 +350,7 @@ def open_period(plan_code: PlanCode, body: PeriodOpen, context: Context, princip
 def apportion(period_id: RowId, context: Context, principal: CurrentPrincipal) -> PeriodOut:
     """分摊: charge every member protected at the cut-off (one bulk ledger entry) and pay the period's cases."""
     with context.transaction() as session:
-        period = session.get(Period, period_id)
-        if period is None:
-            raise NotFound("no period {id}", "period_id", values={"id": period_id})
-        _own_operator(session, principal, period.plan_code)
-        return _period_out(apportionment.apportion(session, period_id, actor=principal.username))
+        return _period_out(apportionment.apportion(session, period_id, actor=principal.username, subject=principal))
 
 
 @router.get("/mutual-aid/memberships", response_model=list[MembershipOut], **access(*OPERATOR_STAFF, "admin"))

@@ -24,6 +24,7 @@ from dataclasses import dataclass
 from sqlalchemy import Date, bindparam, func, select, text, update
 from sqlalchemy.orm import Session
 
+from gongji.core.access import Subject
 from gongji.core.audit import record_audit
 from gongji.core.errors import Conflict, InvalidInput, NotFound
 from gongji.core.persistence import CHINA_TIME, UTCDateTime, china_day, lock_row, utcnow
@@ -33,7 +34,7 @@ from gongji.mutual_aid import sharing
 from gongji.mutual_aid.accounts import fee_account, member_account, pool_account
 from gongji.mutual_aid.claims import pay_claim, payable_amount
 from gongji.mutual_aid.models import Charge, Claim, Period
-from gongji.mutual_aid.plans import PlanSpec, PostEventFunding, plan_at, plan_version
+from gongji.mutual_aid.plans import PlanSpec, PostEventFunding, check_operator, plan_at, plan_version
 
 Progress = Callable[[str, int, int], None]
 #: Lines handed to the ledger per progress report.
@@ -62,8 +63,10 @@ def next_period_dates(spec: PlanSpec, today: dt.date) -> tuple[dt.datetime, dt.d
     raise AssertionError("a calendar always has an announcement day within two months")
 
 
-def open_period(session: Session, plan_code: str, *, cutoff_at: dt.datetime, charge_on: dt.date, actor: str) -> Period:
+def open_period(session: Session, plan_code: str, *, cutoff_at: dt.datetime, charge_on: dt.date, actor: str,
+                subject: Subject | None = None) -> Period:
     """The plan's next period (number = last + 1) under the plan version in force on the cut-off day."""
+    check_operator(session, subject, plan_code, NotFound("no plan {code}", "plan_code", values={"code": plan_code}))
     if cutoff_at.tzinfo is None:
         raise InvalidInput("cutoff_at must carry a time zone", "cutoff_at")
     cutoff_day = china_day(cutoff_at)
@@ -88,11 +91,12 @@ def open_period(session: Session, plan_code: str, *, cutoff_at: dt.datetime, cha
     return period
 
 
-def period_schedule(session: Session, plan_code: str, today: dt.date, *, actor: str) -> Period:
+def period_schedule(session: Session, plan_code: str, today: dt.date, *, actor: str,
+                    subject: Subject | None = None) -> Period:
     """Open the period of the next announcement day after `today`, from the plan's calendar."""
     _, spec = plan_at(session, plan_code, today)
     cutoff_at, charge_on = next_period_dates(spec, today)
-    return open_period(session, plan_code, cutoff_at=cutoff_at, charge_on=charge_on, actor=actor)
+    return open_period(session, plan_code, cutoff_at=cutoff_at, charge_on=charge_on, actor=actor, subject=subject)
 
 
 # --- apportion -------------------------------------------------------------------------------
@@ -241,15 +245,18 @@ def _previous_carry(session: Session, period: Period, funding: PostEventFunding)
     return sharing.carried_to_next(previous.surplus_out, previous.uncovered, funding.uncovered)
 
 
-def apportion(session: Session, period_id: int, *, actor: str, progress: Progress | None = None) -> Period:
+def apportion(session: Session, period_id: int, *, actor: str, progress: Progress | None = None,
+              subject: Subject | None = None) -> Period:
     """Charge the period: its cases' payouts and fee, less the carry, shared by the members at the cut-off.
 
     Writes the charges set-based, posts them as one bulk entry (lines = charges, balanced by the pool),
     moves the fee pool → fee account, stamps the claims with the period and pays them.
     """
     period = lock_row(session, Period, period_id)
+    missing = NotFound("no period {id}", "period_id", values={"id": period_id})
     if period is None:
-        raise NotFound("no period {id}", "period_id", values={"id": period_id})
+        raise missing
+    check_operator(session, subject, period.plan_code, missing)
     if period.status != "open":
         raise Conflict("period {number} is already {status}", "period_id",
                        values={"number": period.number, "status": period.status})

@@ -26,7 +26,7 @@ from gongji.episodes.models import Episode, Person, PersonAccount
 from gongji.mutual_aid import rules
 from gongji.mutual_aid.claims import _start_notice, _step, age_band
 from gongji.mutual_aid.models import Claim, ClaimStep, Juror, JuryCase, JuryVote, Membership
-from gongji.mutual_aid.plans import plan_at, plan_version
+from gongji.mutual_aid.plans import check_operator, plan_at, plan_version
 
 
 class JurorRefused(InvalidInput):
@@ -98,12 +98,15 @@ def qualify_juror(
     return juror
 
 
-def open_case(session: Session, claim_id: int, *, actor: str, now: dt.datetime | None = None) -> JuryCase:
+def open_case(session: Session, claim_id: int, *, actor: str, now: dt.datetime | None = None,
+              subject: Subject | None = None) -> JuryCase:
     """Put a disputed rejection to the jury with a brief that names no one (masked name, ten-year age band)."""
     now = now or utcnow()
     claim = lock_row(session, Claim, claim_id)
+    missing = NotFound("no claim {id}", "claim_id", values={"id": claim_id})
     if claim is None:
-        raise NotFound("no claim {id}", "claim_id", values={"id": claim_id})
+        raise missing
+    check_operator(session, subject, claim.plan_code, missing)
     if claim.status != "disputed":
         raise Conflict("only a disputed claim goes to the jury; this one is {status}", "status",
                        values={"status": claim.status})
@@ -187,13 +190,16 @@ class JuryResult:
     closes_at: dt.datetime
 
 
-def close_case(session: Session, case_id: int, *, actor: str, now: dt.datetime | None = None) -> JuryResult:
+def close_case(session: Session, case_id: int, *, actor: str, now: dt.datetime | None = None,
+               subject: Subject | None = None) -> JuryResult:
     """Count the votes when voting ends: approved → the claim is noticed; rejected → closed; below the quorum
     the case stays open for another voting period."""
     now = now or utcnow()
     case = lock_row(session, JuryCase, case_id)
+    missing = NotFound("no jury case {id}", "case_id", values={"id": case_id})
     if case is None:
-        raise NotFound("no jury case {id}", "case_id", values={"id": case_id})
+        raise missing
+    check_operator(session, subject, case.plan_code, missing)
     if case.outcome is not None:
         raise Conflict("this case is already decided: {outcome}", "case_id", values={"outcome": case.outcome})
     if now < case.closes_at:

@@ -13,7 +13,7 @@ import datetime as dt
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
-from sqlalchemy import Select, String, cast, false, insert, literal, select, update
+from sqlalchemy import Select, String, cast, false, func, insert, literal, select, update
 from sqlalchemy.orm import Session
 
 from gongji.core.access import Subject, is_self_service
@@ -34,7 +34,7 @@ from gongji.ledger.service import open_account, open_accounts
 from gongji.mutual_aid import rules
 from gongji.mutual_aid.accounts import MEMBER_ACCOUNT_PREFIX, ensure_plan_accounts, member_account
 from gongji.mutual_aid.models import Membership, PlanVersion
-from gongji.mutual_aid.plans import PlanSpec, plan_at, plan_operator
+from gongji.mutual_aid.plans import PlanSpec, check_operator, plan_at
 
 #: Allowed status changes; removed and withdrawn are final (a person who left joins again as a new membership).
 TRANSITIONS: dict[str, tuple[str, ...]] = {
@@ -75,6 +75,31 @@ def readable_memberships(subject: Subject | None) -> Select[tuple[Membership]]:
         plans = select(PlanVersion.plan_code).where(PlanVersion.operator_code == subject.operator_code)
         return query.where(Membership.plan_code.in_(plans))
     return query.where(false())
+
+
+@dataclass(frozen=True)
+class PlanInForce:
+    """A plan as members see it today: the version in force and how many members it protects now."""
+
+    code: str
+    version: int
+    spec: PlanSpec
+    protected: int
+
+
+def plans_in_force(session: Session, today: dt.date, codes: Sequence[str] | None = None) -> list[PlanInForce]:
+    """Every plan (or those of `codes`) in its version in force on `today`; plans with only later versions are
+    not in force yet and left out."""
+    query = (select(PlanVersion.plan_code).where(PlanVersion.effective_from <= today).distinct()
+             .order_by(PlanVersion.plan_code))
+    if codes is not None:
+        query = query.where(PlanVersion.plan_code.in_(codes))
+    found = list(session.scalars(query))
+    protected = dict(session.execute(
+        select(Membership.plan_code, func.count())
+        .where(Membership.plan_code.in_(found), Membership.status == "protected").group_by(Membership.plan_code)
+    ).all())
+    return [PlanInForce(code, *plan_at(session, code, today), protected.get(code, 0)) for code in found]
 
 
 def get_membership(session: Session, membership_id: int, subject: Subject | None = None) -> Membership:
@@ -205,8 +230,7 @@ def enroll_roster(
     if subject is not None and (subject.role != "operator_admin" or subject.operator_code is None):
         raise Forbidden("only the plan's operator enrols a roster", "role")
     version, spec = plan_at(session, plan_code, china_day(now))
-    if subject is not None and plan_operator(session, plan_code) != subject.operator_code:
-        raise NotFound("no plan {code}", "plan_code", values={"code": plan_code})
+    check_operator(session, subject, plan_code, NotFound("no plan {code}", "plan_code", values={"code": plan_code}))
     actor = subject.username if subject is not None else "system"
     person_ids = register_persons(
         session, vault, [NewPerson(row.id_number, row.name, row.scheme, row.region) for row in roster],

@@ -20,7 +20,7 @@ from typing import Any
 from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse, Response
 from pydantic import ValidationError
-from sqlalchemy import func, select
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 from starlette.concurrency import run_in_threadpool
 
@@ -60,7 +60,7 @@ from gongji.mutual_aid.models import (
     Period,
     PlanVersion,
 )
-from gongji.mutual_aid.plans import PlanSpec, PostEventFunding, plan_at, plan_operator
+from gongji.mutual_aid.plans import PlanSpec, PostEventFunding, plan_at
 from gongji.rules.cascade import HOSPITAL_LEVELS
 from gongji.rules.schemas import CHINA_TIME, today_in_china
 
@@ -103,25 +103,23 @@ def _plan_codes(session: Session, operator_code: str | None = None) -> list[str]
     return list(session.scalars(query))
 
 
+def _plan_view(session: Session, plan: membership.PlanInForce) -> dict[str, Any]:
+    """A plan in force as the pages show it: its spec, version, operator and members protected."""
+    operator = session.scalar(select(Operator).where(Operator.code == plan.spec.operator))
+    return {"code": plan.code, "version": plan.version, "spec": plan.spec, "operator": operator,
+            "protected": plan.protected}
+
+
 def _plan(session: Session, code: str, on: dt.date | None = None) -> dict[str, Any]:
-    """A plan in force today as the pages show it: its spec, version, operator and members protected."""
-    version, spec = plan_at(session, code, on or today_in_china())
-    operator = session.scalar(select(Operator).where(Operator.code == spec.operator))
-    protected = session.scalar(
-        select(func.count()).select_from(Membership)
-        .where(Membership.plan_code == code, Membership.status == "protected")
-    )
-    return {"code": code, "version": version, "spec": spec, "operator": operator, "protected": protected or 0}
+    on = on or today_in_china()
+    found = membership.plans_in_force(session, on, [code])
+    if not found:
+        raise NotFound("no plan {code} in force on {date}", "plan_code", values={"code": code, "date": on})
+    return _plan_view(session, found[0])
 
 
 def _public_plans(session: Session) -> list[dict[str, Any]]:
-    shown = []
-    for code in _plan_codes(session):
-        try:
-            shown.append(_plan(session, code))
-        except NotFound:  # only future versions so far
-            continue
-    return shown
+    return [_plan_view(session, plan) for plan in membership.plans_in_force(session, today_in_china())]
 
 
 # --- public: plans --------------------------------------------------------------------------------
@@ -570,19 +568,12 @@ async def re_review(request: Request, claim_id: RowId, context: Context, princip
     ), f"claim-{claim_id}")
 
 
-def _own_plan(session: Session, principal: Principal, plan_code: str, what: str, ident: int) -> None:
-    """Operator staff act on their own operator's plans only; any other is "not found", as for reading."""
-    if plan_operator(session, plan_code) != principal.operator_code:
-        raise NotFound("no {what} {id}", "id", values={"what": what, "id": ident})
-
-
 @router.post("/operator/claims/{claim_id}/jury", response_class=HTMLResponse, **access(*JURY_CLERKS))
 async def open_jury_case(request: Request, claim_id: RowId, context: Context, principal: CurrentPrincipal) -> Response:
     """Put a disputed rejection to the jury (提交评审团)."""
 
     def action(session: Session, form: Any) -> None:
-        _own_plan(session, principal, claims.get_claim(session, claim_id, principal).plan_code, "claim", claim_id)
-        jury.open_case(session, claim_id, actor=principal.username)
+        jury.open_case(session, claim_id, actor=principal.username, subject=principal)
 
     return await _operator_action(request, context, action, f"claim-{claim_id}")
 
@@ -592,11 +583,7 @@ async def close_jury_case(request: Request, case_id: RowId, context: Context, pr
     """Close a jury case once voting has ended: its votes decide the claim (below the quorum it runs on)."""
 
     def action(session: Session, form: Any) -> None:
-        case = session.get(JuryCase, case_id)
-        if case is None:
-            raise NotFound("no jury case {id}", "case_id", values={"id": case_id})
-        _own_plan(session, principal, case.plan_code, "jury case", case_id)
-        jury.close_case(session, case_id, actor=principal.username)
+        jury.close_case(session, case_id, actor=principal.username, subject=principal)
 
     return await _operator_action(request, context, action, f"case-{case_id}")
 
@@ -613,11 +600,9 @@ async def open_period(request: Request, code: str, context: Context, principal: 
     """Open the plan's next apportionment period (分摊期): members protected at 0:00 of the cut-off day share it."""
 
     def action(session: Session, form: Any) -> None:
-        if plan_operator(session, code) != principal.operator_code:
-            raise NotFound("no plan {code}", "plan_code", values={"code": code})
         cutoff = dt.datetime.combine(_day(form, "cutoff_day"), dt.time(), CHINA_TIME)
         apportionment.open_period(session, code, cutoff_at=cutoff, charge_on=_day(form, "charge_on"),
-                                  actor=principal.username)
+                                  actor=principal.username, subject=principal)
 
     return await _operator_action(request, context, action, f"periods-{code}")
 
@@ -627,10 +612,6 @@ async def apportion(request: Request, period_id: RowId, context: Context, princi
     """分摊: charge every member protected at the cut-off their share, as one bulk ledger entry."""
 
     def action(session: Session, form: Any) -> None:
-        period = session.get(Period, period_id)
-        if period is None:
-            raise NotFound("no period {id}", "period_id", values={"id": period_id})
-        _own_plan(session, principal, period.plan_code, "period", period_id)
-        apportionment.apportion(session, period_id, actor=principal.username)
+        apportionment.apportion(session, period_id, actor=principal.username, subject=principal)
 
     return await _operator_action(request, context, action, f"period-{period_id}")

@@ -25,6 +25,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from gongji.core.access import Subject
 from gongji.core.errors import GongjiError, NotFound
 from gongji.mutual_aid.models import OPERATOR_KINDS, Operator, PlanVersion
 from gongji.rules.params import Rate, Yuan
@@ -389,6 +390,13 @@ def plan_version(session: Session, plan_code: str, version: int) -> PlanSpec:
     if row is None:
         raise NotFound("no plan {code} version {version}", "plan_code", values={"code": plan_code, "version": version})
     return PlanSpec.model_validate(row.spec)
+
+
+def check_operator(session: Session, subject: Subject | None, plan_code: str, missing: NotFound) -> None:
+    """Operator staff act on their own operator's plans only: for them another operator's record does not
+    exist, so `missing` (the caller's "no such record") is raised. `None` is the platform itself."""
+    if subject is not None and plan_operator(session, plan_code) != subject.operator_code:
+        raise missing
 
 
 def plan_operator(session: Session, plan_code: str) -> str:
